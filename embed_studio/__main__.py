@@ -1,0 +1,5 @@
+import sys
+
+from embed_studio.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model backends the trainer talks to through backends.base.Backend."""

@@ -1,0 +1,1 @@
+"""A dataset folder: images, caption sidecars, tag operations, preprocessing, aspect buckets."""

@@ -1,0 +1,1 @@
+"""WebUI file formats: embeddings (.pt, .safetensors, PNG-embedded), hypernetworks (.pt)."""

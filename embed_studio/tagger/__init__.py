@@ -1,0 +1,1 @@
+"""WD14-style ONNX taggers: model registry, hub download and cache, batched inference."""

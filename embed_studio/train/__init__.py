@@ -1,0 +1,1 @@
+"""The trainer: config, LR schedules, templates, buckets, loop, checkpoints, previews, loss log."""

@@ -1,0 +1,1 @@
+"""Gradio Blocks builders, one module per tab; the same code runs in the WebUI and standalone."""

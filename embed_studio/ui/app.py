@@ -1,0 +1,45 @@
+"""The Embed Studio tab: one gr.Blocks holding every implemented sub-tab, in workflow order."""
+
+from __future__ import annotations
+
+import importlib
+
+import gradio as gr
+
+from embed_studio.ui.base import Tab
+from embed_studio.ui.host import UiHost
+
+# Workflow order of the guides: fetch, tag, prune, train. A module listed here that does not
+# exist yet is simply not shown, so the tab never offers a panel that does not work.
+TAB_MODULES = ("booru_tab", "tagger_tab", "dataset_tab", "train_tab")
+
+
+def available_tabs() -> list[type[Tab]]:
+    tabs = []
+    for name in TAB_MODULES:
+        try:
+            module = importlib.import_module(f"embed_studio.ui.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"embed_studio.ui.{name}":
+                raise
+            continue
+        tabs.append(module.TAB)
+    return tabs
+
+
+def build_studio(host: UiHost) -> gr.Blocks:
+    """Build the whole studio; the WebUI embeds it as a top-level tab, standalone launches it."""
+    with gr.Blocks(analytics_enabled=False, elem_id="es-root") as studio:
+        tab_classes = available_tabs()
+        tabs: dict[str, Tab] = {}
+        if not tab_classes:
+            gr.Markdown("No Embed Studio panels are installed yet.")
+        with gr.Tabs(elem_id="es-tabs"):
+            for cls in tab_classes:
+                tab = cls(host)
+                with gr.Tab(cls.title, elem_id=cls.elem_id):
+                    tab.create_ui()
+                tabs[cls.elem_id] = tab
+        for tab in tabs.values():
+            tab.set_callbacks(tabs)
+    return studio

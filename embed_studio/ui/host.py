@@ -1,0 +1,29 @@
+"""What a tab needs from whoever hosts it (the WebUI or the standalone app)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embed_studio.jobs import Job, JobRegistry, registry
+
+
+@dataclass
+class UiHost:
+    """Host services handed to every tab; tabs never import the WebUI themselves."""
+
+    name: str  # "webui" or "standalone"
+    models_dir: Path  # where downloaded tagger models are cached
+    output_dir: Path  # default place for fetched datasets, trained files, previews
+    jobs: JobRegistry = field(default_factory=lambda: registry)
+    # Called with every job a tab starts; the WebUI glue mirrors it into shared.state.
+    on_job_started: Callable[[Job], None] | None = None
+    # Host-specific extras (the WebUI backend factory, the loaded model's name...).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def submit(self, job: Job) -> Job:
+        if self.on_job_started:
+            self.on_job_started(job)
+        return self.jobs.submit(job)

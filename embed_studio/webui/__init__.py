@@ -1,0 +1,1 @@
+"""WebUI glue: callbacks, settings, API routes, progress through shared.state."""
