@@ -29,7 +29,9 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise WriteError(f"Cannot write into {path.parent}: {e.strerror}. Check the folder exists and is writable.") from e
+        raise WriteError(
+            f"Cannot write into {path.parent}: {e.strerror}. Check the folder exists and is writable."
+        ) from e
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -44,7 +46,9 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise WriteError(f"Could not write {path}: {e.strerror or e}. Nothing was changed; free disk space or fix permissions and retry.") from e
+        raise WriteError(
+            f"Could not write {path}: {e.strerror or e}. Nothing was changed; free disk space or fix permissions and retry."
+        ) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -145,9 +145,19 @@ class Job:
             if rate and self._total is not None and self._state == RUNNING:
                 eta = max(0.0, (self._total - self._done) / rate)
             return JobStatus(
-                id=self.id, kind=self.kind, state=self._state, done=self._done, total=self._total,
-                text=self._text, started=self._started, finished=self._ended, rate=rate,
-                eta_seconds=eta, error=self._error, images=list(self._images), stats=dict(self._stats),
+                id=self.id,
+                kind=self.kind,
+                state=self._state,
+                done=self._done,
+                total=self._total,
+                text=self._text,
+                started=self._started,
+                finished=self._ended,
+                rate=rate,
+                eta_seconds=eta,
+                error=self._error,
+                images=list(self._images),
+                stats=dict(self._stats),
             )
 
     def _update(self, done=None, total=None, text=None, stats=None) -> None:

@@ -45,3 +45,90 @@ def make_image(tmp_path):
 
 def pytest_report_header(config):
     return f"chromium: {'yes' if CHROMIUM.exists() else 'no'}; which ruff: {shutil.which('ruff')}"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def serve_blocks():
+    """Launch a gr.Blocks on 127.0.0.1 (queue on, as in the WebUI) and return its URL."""
+    launched = []
+
+    def _serve(blocks) -> str:
+        port = _free_port()
+        blocks.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        launched.append(blocks)
+        return f"http://127.0.0.1:{port}/"
+
+    yield _serve
+    for blocks in launched:
+        blocks.close()
+
+
+@pytest.fixture
+def browser_page(chromium_path):
+    """A Playwright page in Debian's headless Chromium (no browser download)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(chromium_path),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(20_000)
+        yield page
+        browser.close()
+
+
+def _mount_tmpfs(path: Path, options: str) -> bool:
+    import subprocess
+
+    path.mkdir(parents=True, exist_ok=True)
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    )
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB filesystem, to test disk-full handling (needs mount rights; skipped without)."""
+    import subprocess
+
+    mnt = tmp_path / "small-disk"
+    if not _mount_tmpfs(mnt, "size=64k"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A tmpfs folder (.path) and .make_read_only() to remount it read-only, which even root cannot write."""
+    import subprocess
+
+    mnt = tmp_path / "ro-disk"
+    if not _mount_tmpfs(mnt, "size=1m"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+
+    def make_read_only() -> None:
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+
+    from types import SimpleNamespace
+
+    yield SimpleNamespace(path=mnt, make_read_only=make_read_only)
+    subprocess.run(["umount", "-l", str(mnt)], check=False)

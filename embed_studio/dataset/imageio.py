@@ -43,7 +43,11 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
     """RGB version of any mode: transparency composited on `background`, 16-bit scaled to 8-bit."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit integer greyscale: scale to 0..255 instead of clipping (Pillow clips).
-        img = img.point(lambda v: v / 256).convert("L") if img.mode != "I" or img.getextrema()[1] > 255 else img.convert("L")
+        img = (
+            img.point(lambda v: v / 256).convert("L")
+            if img.mode != "I" or img.getextrema()[1] > 255
+            else img.convert("L")
+        )
     elif img.mode == "F":
         img = img.convert("L")
     if img.mode == "P":

@@ -1,0 +1,29 @@
+"""Register Embed Studio's tab, settings and API routes with the WebUI's script_callbacks."""
+
+from __future__ import annotations
+
+from modules import script_callbacks, shared
+
+from embed_studio.webui import settings
+
+
+def on_ui_tabs():
+    from embed_studio.ui.app import build_studio
+    from embed_studio.webui.host import make_host
+
+    return [(build_studio(make_host()), "Embed Studio", "embed_studio")]
+
+
+def on_app_started(_demo, app) -> None:
+    if getattr(shared.cmd_opts, "embed_studio_no_api", False):
+        return
+    from embed_studio.jobs import registry
+    from embed_studio.webui.api import add_routes
+
+    add_routes(app, registry, shared.cmd_opts.api_auth)
+
+
+def register() -> None:
+    script_callbacks.on_ui_tabs(on_ui_tabs, name="embed_studio")
+    script_callbacks.on_ui_settings(settings.on_ui_settings, name="embed_studio")
+    script_callbacks.on_app_started(on_app_started, name="embed_studio")
