@@ -33,8 +33,5 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output_dir or home / "outputs",
     )
     studio = build_studio(host)
-    css = Path(__file__).resolve().parents[2] / "style.css"
-    if css.exists():
-        studio.css = (studio.css or "") + css.read_text(encoding="utf-8")
     studio.queue().launch(server_name=args.host, server_port=args.port, show_api=False)
     return 0

@@ -6,6 +6,7 @@ import importlib
 
 import gradio as gr
 
+from embed_studio.ui import assets
 from embed_studio.ui.base import Tab
 from embed_studio.ui.host import UiHost
 
@@ -29,7 +30,9 @@ def available_tabs() -> list[type[Tab]]:
 
 def build_studio(host: UiHost) -> gr.Blocks:
     """Build the whole studio; the WebUI embeds it as a top-level tab, standalone launches it."""
-    with gr.Blocks(analytics_enabled=False, elem_id="es-root") as studio:
+    standalone = host.name != "webui"
+    css = assets.stylesheet() if standalone else None  # the WebUI includes style.css itself
+    with gr.Blocks(analytics_enabled=False, css=css, title="Embed Studio") as studio, gr.Column(elem_id="es-root"):
         tab_classes = available_tabs()
         tabs: dict[str, Tab] = {}
         if not tab_classes:
@@ -42,4 +45,6 @@ def build_studio(host: UiHost) -> gr.Blocks:
                 tabs[cls.elem_id] = tab
         for tab in tabs.values():
             tab.set_callbacks(tabs)
+        if standalone and (js := assets.loader_js()):
+            studio.load(None, None, None, _js=js)
     return studio

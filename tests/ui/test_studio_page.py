@@ -1,0 +1,31 @@
+"""The studio page in a real browser: every installed panel shows, in workflow order."""
+
+from __future__ import annotations
+
+import pytest
+
+from embed_studio.ui.app import available_tabs, build_studio
+from embed_studio.ui.host import UiHost
+
+pytestmark = pytest.mark.browser
+
+
+def test_studio_shows_every_available_panel(tmp_path, serve_blocks, browser_page):
+    host = UiHost(name="standalone", models_dir=tmp_path / "models", output_dir=tmp_path / "out")
+    url = serve_blocks(build_studio(host))
+    browser_page.goto(url)
+    browser_page.wait_for_selector("#es-tabs")
+    titles = [cls.title for cls in available_tabs()]
+    buttons = browser_page.locator("#es-tabs > .tab-nav button").all_inner_texts()
+    assert [b.strip() for b in buttons] == titles
+
+
+def test_standalone_page_loads_extension_css(tmp_path, serve_blocks, browser_page):
+    host = UiHost(name="standalone", models_dir=tmp_path / "models", output_dir=tmp_path / "out")
+    url = serve_blocks(build_studio(host))
+    browser_page.goto(url)
+    browser_page.wait_for_selector("#es-root")
+    css = browser_page.evaluate(
+        "() => Array.from(document.querySelectorAll('style')).map(s => s.textContent).join('\\n')"
+    )
+    assert ".es-status-line" in css
