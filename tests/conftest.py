@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,14 @@ def serve_blocks():
 
     yield _serve
     for blocks in launched:
-        blocks.close()
+        # A browser that left a connection open (or a handler still polling a job) would make uvicorn's
+        # graceful shutdown wait forever: force it, and never wait more than a few seconds.
+        server = getattr(blocks, "server", None)
+        if server is not None:
+            server.force_exit = True
+        closer = threading.Thread(target=blocks.close, daemon=True)
+        closer.start()
+        closer.join(10)
 
 
 @pytest.fixture

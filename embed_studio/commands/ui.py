@@ -23,14 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from embed_studio.backends.provider import StandaloneProvider
     from embed_studio.ui.app import build_studio
     from embed_studio.ui.host import UiHost
 
     home = default_home()
+    output_dir = args.output_dir or home / "outputs"
     host = UiHost(
         name="standalone",
         models_dir=args.models_dir or home / "models",
-        output_dir=args.output_dir or home / "outputs",
+        output_dir=output_dir,
+        backend_provider=StandaloneProvider(output_dir),
     )
     studio = build_studio(host)
     studio.queue().launch(server_name=args.host, server_port=args.port, show_api=False)

@@ -20,14 +20,20 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image (first frame), applying its EXIF orientation."""
+def open_image(path: str | os.PathLike, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Open and fully decode an image (first frame), applying its EXIF orientation.
+
+    `draft_size` lets JPEGs decode at a reduced scale that is still at least that size
+    (much faster for big originals that are only going to be shrunk).
+    """
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow warns on odd palettes / EXIF; not the user's problem
             with Image.open(path) as img:
                 img.seek(0)
+                if draft_size and img.format == "JPEG":
+                    img.draft(None, draft_size)
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
                 return img.copy()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embed_studio.backends.provider import BackendProvider
 from embed_studio.jobs import Job, JobRegistry, registry
 
 
@@ -20,6 +21,8 @@ class UiHost:
     jobs: JobRegistry = field(default_factory=lambda: registry)
     # Called with every job a tab starts; the WebUI glue mirrors it into shared.state.
     on_job_started: Callable[[Job], None] | None = None
+    # Where training gets its model (standalone: loads a path; WebUI: its loaded model). None: no Train tab.
+    backend_provider: BackendProvider | None = None
     # Host-specific extras (the WebUI backend factory, the loaded model's name...).
     extras: dict[str, Any] = field(default_factory=dict)
 

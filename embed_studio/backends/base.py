@@ -1,0 +1,103 @@
+"""The Backend protocol: everything the trainer asks of a model, so train/ never touches a model class."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import torch
+from PIL import Image
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+PREVIEW_SAMPLERS = ("euler_a", "euler", "ddim", "dpmpp_2m")
+
+
+@dataclass
+class LatentDist:
+    """Scaled VAE latents of a batch: mean and standard deviation (sample = mean + std * noise)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+        return self.mean + self.std * noise
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """One tokenized prompt, opaque to the trainer: the backend makes it and reads it back.
+
+    `chunks` are token id rows; `slots` are (chunk, position, vector index) places that take the
+    trainable vectors instead of a token embedding; `emphasis` holds (x:1.2)-style weights.
+    """
+
+    chunks: tuple[tuple[int, ...], ...]
+    slots: tuple[tuple[int, int, int], ...] = ()
+    emphasis: tuple[tuple[float, ...], ...] | None = None  # per-token weights like chunks; None = all 1.0
+
+
+@dataclass
+class PreviewRequest:
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = 20
+    cfg_scale: float = 7.0
+    seed: int = 0
+    width: int = 512
+    height: int = 512
+    sampler: str = "euler_a"
+
+
+# Hypernetwork modules by attention-context width: {width: (key module, value module)}.
+HypernetworkLayers = Mapping[int, Sequence[torch.nn.Module]]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded diffusion model as the trainer sees it. Implementations: standalone (diffusers), webui."""
+
+    family: str  # "sd1" or "sd2": recorded in outputs
+    prediction_type: str  # "epsilon" or "v_prediction"
+    device: torch.device
+    token_dim: int  # width of one embedding vector
+    context_sizes: tuple[int, ...]  # attention context widths (the hypernetwork sizes that apply)
+    latent_factor: int  # pixels per latent cell (8 for SD)
+    checkpoint_hash: str | None  # short hash of the checkpoint, written into outputs like the WebUI does
+    checkpoint_name: str | None
+
+    def configure(
+        self, precision: str, half_weights: bool = True, clip_skip: int = 1, gradient_checkpointing: bool = False
+    ) -> None:
+        """Set compute precision, whether frozen weights live in that precision, CLIP skip, checkpointing."""
+
+    def alphas_cumprod(self) -> torch.Tensor:
+        """The training noise schedule on the device, float32, one value per timestep."""
+
+    def token_vectors(self, text: str) -> torch.Tensor:
+        """[n_tokens, token_dim] float32 CPU: the model's embedding of each token of `text`."""
+
+    def encode_images(self, pixels: torch.Tensor, exact: bool = False) -> LatentDist:
+        """pixels [B, 3, H, W] in [-1, 1] -> scaled latent distribution; exact=True encodes in float32."""
+
+    def release_image_encoder(self) -> None:
+        """Move the VAE off the accelerator once latents are cached (render_preview brings it back)."""
+
+    def tokenize(self, text: str, trigger: str | None = None, n_vectors: int = 0) -> PromptTokens:
+        """Tokenize a prompt; each whole-word `trigger` becomes n_vectors slots for trainable vectors."""
+
+    def encode_prompts(self, prompts: Sequence[PromptTokens], vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """Text conditioning for a batch, with `vectors` [n, dim] placed into the slots (gradients flow)."""
+
+    def attach_hypernetwork(self, layers: HypernetworkLayers | None) -> None:
+        """Apply these modules to attention contexts (the WebUI's semantics); None detaches."""
+
+    def predict(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The denoiser's output: noise (epsilon) or v, as prediction_type says."""
+
+    def render_preview(
+        self, request: PreviewRequest, trigger: str | None = None, vectors: torch.Tensor | None = None
+    ) -> Image.Image:
+        """Generate one image with the current trainable state attached."""

@@ -1,0 +1,90 @@
+"""Where a training run gets its model: the host-specific half of "train", behind one protocol.
+
+The standalone app loads a diffusers model from a path; the WebUI lends its loaded model, under
+its GPU lock, with its CLIP skip and VAE state restored afterwards. The train tab and the API
+only see this protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+from embed_studio.backends.base import Backend
+
+CHECKPOINT_VAE = "Checkpoint's own VAE"
+
+
+class BackendProvider(Protocol):
+    name: str  # "standalone" or "webui"
+    needs_model_path: bool  # True: the form asks for a model; False: the host's loaded model is used
+    embeddings_dir: Path
+    hypernetworks_dir: Path
+    templates_dir: Path | None  # extra prompt templates (the WebUI's textual_inversion_templates)
+    log_dir: Path  # default parent of run folders (copies, previews, loss log)
+
+    def describe(self) -> str:
+        """One line for the form: the model training will use, its hash, the VAE and the CLIP skip."""
+
+    def default_clip_skip(self) -> int:
+        """The CLIP skip a new run uses (the WebUI's setting; 1 standalone)."""
+
+    def vae_choices(self) -> list[str]:
+        """VAEs the form offers; the first is CHECKPOINT_VAE."""
+
+    def session(self, model: str, vae: str, clip_skip: int) -> AbstractContextManager[Backend]:
+        """Exclusive use of a Backend for one run; the host's state is restored on exit, also on error."""
+
+    def refresh(self, kind: str, path: Path) -> None:
+        """Make a file just written visible to the host (the WebUI's embedding and hypernetwork lists)."""
+
+
+class StandaloneProvider:
+    """Loads diffusers models from a folder or a single checkpoint file, keeping the last one loaded."""
+
+    name = "standalone"
+    needs_model_path = True
+    templates_dir = None
+
+    def __init__(self, output_dir: Path, device: str | None = None):
+        self.embeddings_dir = output_dir / "embeddings"
+        self.hypernetworks_dir = output_dir / "hypernetworks"
+        self.log_dir = output_dir / "train"
+        self.device = device
+        self._lock = threading.Lock()  # one model, one run at a time
+        self._loaded: tuple[str, Any] | None = None
+
+    def describe(self) -> str:
+        if self._loaded:
+            return f"Model: {self._loaded[0]} (loaded)"
+        return "Model: the diffusers folder or checkpoint file given below"
+
+    def default_clip_skip(self) -> int:
+        return 1
+
+    def vae_choices(self) -> list[str]:
+        return [CHECKPOINT_VAE]
+
+    @contextlib.contextmanager
+    def session(self, model: str, vae: str = CHECKPOINT_VAE, clip_skip: int = 1) -> Iterator[Backend]:
+        from embed_studio.backends.standalone import StandaloneBackend
+        from embed_studio.errors import UserInputError
+
+        if not model:
+            raise UserInputError("Choose a model: a diffusers folder or a .safetensors/.ckpt checkpoint file.")
+        if not self._lock.acquire(blocking=False):
+            raise UserInputError("A training run is already using the model; cancel it or wait for it to end.")
+        try:
+            if self._loaded is None or self._loaded[0] != model:
+                self._loaded = None  # free the old model before loading the next
+                self._loaded = (model, StandaloneBackend.load(model, self.device))
+            yield self._loaded[1]
+        finally:
+            self._lock.release()
+
+    def refresh(self, kind: str, path: Path) -> None:
+        """Standalone has no list to refresh: the tab re-reads the folders."""

@@ -1,0 +1,144 @@
+"""`embed-studio tag DIR --model NAME_OR_PATH`: write WD tagger captions beside every image."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _tag_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from embed_studio.tagger.caption import ACTIONS, SKIP
+    from embed_studio.tagger.options import SORT_MODES
+    from embed_studio.tagger.registry import DEFAULT_MODEL
+
+    p = sub.add_parser(
+        "tag",
+        help="tag every image of a folder with a WD tagger (captions written beside the images)",
+        description="Tag every image of DIR with a WD14/WD v3/Z3D ONNX tagger and write NAME.txt beside each image.",
+    )
+    p.add_argument("folder", type=Path, metavar="DIR", nargs="?", help="dataset folder")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"registry name or folder with model.onnx + tags CSV (default: {DEFAULT_MODEL})",
+    )
+    p.add_argument("--list-models", action="store_true", help="list the known models and exit")
+    p.add_argument("--general-threshold", type=float, default=None, help="default: the model's published value")
+    p.add_argument("--character-threshold", type=float, default=None, help="default: the model's published value")
+    p.add_argument("--mcut-general", action="store_true", help="automatic general threshold per image (MCut)")
+    p.add_argument("--mcut-character", action="store_true", help="automatic character threshold per image (MCut)")
+    p.add_argument("--ratings", action="store_true", help="put the most likely rating tag first")
+    p.add_argument("--max-tags", type=int, default=0, help="keep only the N most confident predicted tags (0: all)")
+    p.add_argument("--sort", choices=SORT_MODES, default="confidence")
+    p.add_argument("--underscores", action="store_true", help="keep underscores (default: spaces, kaomoji kept)")
+    p.add_argument(
+        "--underscore-exceptions",
+        type=_tag_list,
+        default=None,
+        help="comma-separated tags whose underscores stay (default: the WD kaomoji, e.g. ^_^)",
+    )
+    p.add_argument("--escape", action="store_true", help=r"escape brackets: kiana_(honkai) -> kiana \(honkai\)")
+    p.add_argument("--weights", action="store_true", help="write (tag:0.87) with each tag's confidence")
+    p.add_argument("--exclude", type=_tag_list, default=[], help="comma-separated tags never written")
+    p.add_argument("--add", type=_tag_list, default=[], help="comma-separated tags written first in every caption")
+    p.add_argument("--recursive", action="store_true", help="also tag images in subfolders")
+    p.add_argument(
+        "--on-existing", choices=ACTIONS, default=SKIP, help="what to do with an existing caption (default: skip)"
+    )
+    p.add_argument(
+        "--dry-run",
+        type=int,
+        nargs="?",
+        const=5,
+        default=0,
+        metavar="N",
+        help="show tags for N images (5), write nothing",
+    )
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=0, help="decode threads (default: automatic)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument("--models-dir", type=Path, default=None, help="download and cache folder")
+    p.add_argument("--no-cache", action="store_true", help="do not reuse or store probabilities")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from embed_studio.errors import UserInputError
+    from embed_studio.jobs import Job
+    from embed_studio.progress import status_line
+    from embed_studio.tagger.options import KAOMOJI, TagOptions
+    from embed_studio.tagger.pipeline import TagRequest, tag_folder
+    from embed_studio.tagger.registry import MODELS, ModelSpec, find_spec
+
+    local_defaults = ModelSpec(name="local", repo_id="")  # WD defaults for a local folder
+
+    if args.list_models:
+        for spec in MODELS.values():
+            print(f"{spec.name:32} {spec.repo_id:42} {spec.general_threshold:.2f}/{spec.character_threshold:.2f}")
+        return 0
+    if args.folder is None:
+        raise UserInputError("Give the dataset folder: embed-studio tag DIR [--model NAME_OR_FOLDER].")
+    # Thresholds left out start where the model's authors put them.
+    spec = None if Path(args.model).expanduser().exists() else find_spec(args.model)
+    general = args.general_threshold
+    character = args.character_threshold
+    options = TagOptions(
+        general_threshold=general if general is not None else (spec or local_defaults).general_threshold,
+        character_threshold=character if character is not None else (spec or local_defaults).character_threshold,
+        general_mcut=args.mcut_general,
+        character_mcut=args.mcut_character,
+        include_ratings=args.ratings,
+        max_tags=args.max_tags,
+        sort=args.sort,
+        replace_underscores=not args.underscores,
+        underscore_exceptions=KAOMOJI if args.underscore_exceptions is None else frozenset(args.underscore_exceptions),
+        escape_brackets=args.escape,
+        weights=args.weights,
+        exclude_tags=args.exclude,
+        additional_tags=args.add,
+    )
+    request = TagRequest(
+        folder=args.folder,
+        model=args.model,
+        options=options,
+        on_existing=args.on_existing,
+        recursive=args.recursive,
+        dry_run=args.dry_run or 0,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        models_dir=args.models_dir,
+        use_cache=not args.no_cache,
+    )
+    job = Job("tag", lambda ctx: tag_folder(request, ctx))
+    interactive = sys.stderr.isatty()
+
+    def show(status) -> None:
+        line = status_line(status, unit="img")
+        if interactive:
+            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+
+    job.add_listener(show)
+    job.run()
+    if interactive:
+        print(file=sys.stderr)
+    if job.exception is not None:
+        raise job.exception
+    summary = job.result
+    if summary.provider_note:
+        print(f"note: {summary.provider_note}", file=sys.stderr)
+    for r in summary.results:
+        if summary.dry_run:
+            print(f"{r.path.name}: {', '.join(r.tags) if r.status != 'failed' else r.error}")
+            if r.previous:
+                print(f"  existing: {r.previous}")
+                print(f"  would write: {r.caption if r.caption is not None else '(left alone: skip)'}")
+        elif r.status == "failed":
+            print(f"failed: {r.error}", file=sys.stderr)
+    print(summary.describe())
+    return 0

@@ -1,0 +1,201 @@
+"""The training configuration: one dataclass for the CLI, the UI and the API, validated and saved as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embed_studio.backends.base import PRECISIONS, PREVIEW_SAMPLERS
+from embed_studio.dataset.buckets import validate_bucket_settings
+from embed_studio.errors import UserInputError
+from embed_studio.fileio import atomic_write_text
+from embed_studio.train.prompts import DEFAULT_TEMPLATE
+from embed_studio.train.schedule import CosineSchedule, StepSchedule, parse_step_schedule
+
+KINDS = ("embedding", "hypernetwork")
+LATENT_SAMPLING = ("once", "deterministic", "random")
+CLIP_GRAD_MODES = ("none", "value", "norm")
+LR_SCHEDULERS = ("steps", "cosine")
+
+# The guides' recommendations: embeddings "0.0005:5000, 0.0001:10000"; hypernetworks need far lower rates.
+DEFAULT_EMBEDDING_LR = "0.0005:5000, 0.0001:10000"
+DEFAULT_HYPERNETWORK_LR = "0.000005:1000, 0.0000025:10000, 0.00000075:20000, 0.0000005:30000, 0.00000025"
+
+
+@dataclass
+class TrainConfig:
+    kind: str  # "embedding" or "hypernetwork"
+    model: str  # diffusers folder or single-file checkpoint (the standalone backend)
+    dataset: str  # folder of images with .txt caption sidecars
+    target: str  # the .pt file being trained (created beforehand with `create`); resumed from its step
+    log_dir: str = ""  # copies, previews, loss log and this config; default: textual_inversion/<name>
+    name: str = ""  # the [name] in prompts; default: the target's file name
+    lr: str = ""  # WebUI syntax; default per kind (see DEFAULT_*_LR)
+    lr_scheduler: str = "steps"  # "steps" (the lr string) or "cosine" (annealing from the lr string's first rate)
+    cosine_min_lr: float = 0.0
+    cosine_cycle_steps: int = 0  # 0 = one cycle over max_steps
+    cosine_warmup_steps: int = 0
+    cosine_cycle_mult: float = 1.0
+    cosine_gamma: float = 1.0  # peak multiplier per restart
+    batch_size: int = 1
+    grad_accum: int = 5
+    max_steps: int = 5000
+    repeats: int = 1  # times each image appears per epoch
+    clip_grad_mode: str = "none"
+    clip_grad_value: str = "0.1"  # WebUI schedule syntax, like the lr
+    clip_grad_norm_type: float = 2.0  # the p of the p-norm for clipping by norm (MonkeyPatch's option)
+    seed: int = 0
+    precision: str = "auto"  # auto = fp16 on CUDA, fp32 on CPU
+    half_weights: bool = True  # frozen weights stored in the compute precision (False: fp32 under autocast)
+    gradient_checkpointing: bool = False
+    device: str = ""  # "" = CUDA when available
+    template: str = DEFAULT_TEMPLATE
+    templates_dir: str = ""  # extra folder of templates (e.g. the WebUI's textual_inversion_templates)
+    caption_regex: str = ""  # for images without a sidecar: words of the file name
+    caption_join: str = " "
+    shuffle_tags: bool = True
+    keep_first_tags: int = 0
+    tag_dropout: float = 0.0
+    latent_sampling: str = "deterministic"
+    width: int = 512  # training area (width x height); with variable_size each image gets a bucket of that area
+    height: int = 512
+    variable_size: bool = True
+    bucket_step: int = 64
+    clip_skip: int = 1
+    save_every: int = 250
+    preview_every: int = 250
+    preview_prompt: str = ""  # empty: the last training prompt
+    preview_negative_prompt: str = ""
+    preview_steps: int = 20
+    preview_cfg_scale: float = 7.0
+    preview_seed: int = 1
+    preview_sampler: str = "euler_a"
+    preview_width: int = 0  # 0 = the training width/height
+    preview_height: int = 0
+    preview_with_embedding: bool = True  # embeddings: also a PNG carrying the embedding, like the WebUI's
+    use_alpha_weight: bool = False  # the WebUI's "use PNG alpha channel as loss weight"
+    escape_filewords: bool = True  # "tag_(series)" stays literal in [filewords] instead of becoming emphasis
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    weight_decay: float = -1.0  # -1 = the WebUI's choice: 0 for embeddings, AdamW's 0.01 for hypernetworks
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.lr:
+            self.lr = DEFAULT_HYPERNETWORK_LR if self.kind == "hypernetwork" else DEFAULT_EMBEDDING_LR
+        if not self.name and self.target:
+            self.name = Path(self.target).stem
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def target_path(self) -> Path:
+        return Path(self.target).expanduser()
+
+    @property
+    def log_path(self) -> Path:
+        # Like the WebUI's default log directory, and outside the embeddings folder: the WebUI loads every .pt
+        # under that folder, so numbered copies inside it would show up as embeddings.
+        return Path(self.log_dir).expanduser() if self.log_dir else Path("textual_inversion") / self.name
+
+    def lr_schedule(self) -> StepSchedule | CosineSchedule:
+        steps = parse_step_schedule(self.lr, "Learning rate")
+        if self.lr_scheduler == "steps":
+            return steps
+        return CosineSchedule(
+            max_lr=steps.first_rate,
+            min_lr=self.cosine_min_lr,
+            cycle_steps=self.cosine_cycle_steps or self.max_steps,
+            warmup_steps=self.cosine_warmup_steps,
+            cycle_mult=self.cosine_cycle_mult,
+            gamma=self.cosine_gamma,
+        )
+
+    def clip_schedule(self) -> StepSchedule | None:
+        if self.clip_grad_mode == "none":
+            return None
+        return parse_step_schedule(self.clip_grad_value, "Gradient clipping value")
+
+    # -- checks ----------------------------------------------------------------------------
+    def validate(self) -> TrainConfig:
+        """Raise UserInputError naming the first bad value; returns self for chaining."""
+
+        def choice(label: str, value: str, options: tuple[str, ...]) -> None:
+            if value not in options:
+                raise UserInputError(f"{label} {value!r} is not one of: {', '.join(options)}.")
+
+        def positive(label: str, value: int, minimum: int = 1) -> None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                raise UserInputError(f"{label} must be a whole number of at least {minimum} (got {value!r}).")
+
+        choice("Kind", self.kind, KINDS)
+        choice("Latent sampling", self.latent_sampling, LATENT_SAMPLING)
+        choice("Gradient clipping", self.clip_grad_mode, CLIP_GRAD_MODES)
+        choice("LR scheduler", self.lr_scheduler, LR_SCHEDULERS)
+        choice("Preview sampler", self.preview_sampler, PREVIEW_SAMPLERS)
+        if self.precision != "auto":
+            choice("Precision", self.precision, PRECISIONS)
+        if not self.model:
+            raise UserInputError("No model given: pass a diffusers folder or a .safetensors checkpoint.")
+        if not self.dataset:
+            raise UserInputError("No dataset folder given.")
+        if not self.target:
+            raise UserInputError("No file to train given: create an embedding or hypernetwork first.")
+        if not self.name.strip():
+            raise UserInputError("The name used for [name] in prompts is empty.")
+        positive("Batch size", self.batch_size)
+        positive("Gradient accumulation", self.grad_accum)
+        positive("Max steps", self.max_steps)
+        positive("Repeats", self.repeats)
+        positive("CLIP skip", self.clip_skip)
+        positive("Save every", self.save_every, 0)
+        positive("Preview every", self.preview_every, 0)
+        positive("Preview steps", self.preview_steps)
+        positive("Keep first tags", self.keep_first_tags, 0)
+        if not 0 <= self.tag_dropout < 1:
+            raise UserInputError(f"Tag dropout {self.tag_dropout} must be at least 0 and below 1 (e.g. 0.1).")
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1 and self.adam_eps > 0):
+            raise UserInputError("AdamW betas must be in [0, 1) and eps positive (defaults 0.9, 0.999, 1e-8).")
+        if self.clip_grad_norm_type <= 0:
+            raise UserInputError(f"Gradient norm type {self.clip_grad_norm_type} must be positive (2 = Euclidean).")
+        validate_bucket_settings(self.width, self.height, self.bucket_step)
+        for label, value in (("Preview width", self.preview_width), ("Preview height", self.preview_height)):
+            if value and (value < 8 or value % 8):
+                raise UserInputError(f"{label} {value} must be a multiple of 8 (or 0 for the training size).")
+        if self.caption_regex:
+            import re
+
+            try:
+                re.compile(self.caption_regex)
+            except re.error as e:
+                raise UserInputError(f"Filename regex {self.caption_regex!r} is invalid: {e}.") from e
+        self.lr_schedule()
+        self.clip_schedule()
+        return self
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserInputError(f"Unknown training setting(s): {', '.join(unknown)}.")
+        return cls(**data)
+
+    def save_json(self, path: str | os.PathLike) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load_json(cls, path: str | os.PathLike) -> TrainConfig:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserInputError(f"Cannot read training settings {path}: {e}.") from e
+        return cls.from_dict(data)

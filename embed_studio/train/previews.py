@@ -1,0 +1,51 @@
+"""Preview images during training: one image per N steps, and for embeddings a PNG carrying the embedding."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from embed_studio.backends.base import PreviewRequest
+from embed_studio.fileio import atomic_write_bytes
+from embed_studio.train.config import TrainConfig
+from embed_studio.train.data import derive_seed
+
+
+def preview_request(config: TrainConfig, step: int, last_prompt: str) -> PreviewRequest:
+    """The preview prompt (or the last training prompt) at a fixed seed, sampler, steps, CFG and size."""
+    return PreviewRequest(
+        prompt=config.preview_prompt or last_prompt,
+        negative_prompt=config.preview_negative_prompt,
+        steps=config.preview_steps,
+        cfg_scale=config.preview_cfg_scale,
+        # A negative seed means "random" in the WebUI; derive one so a rerun still draws the same images.
+        seed=config.preview_seed if config.preview_seed >= 0 else derive_seed(config.seed, "preview", step) % 2**32,
+        width=config.preview_width or config.width,
+        height=config.preview_height or config.height,
+        sampler=config.preview_sampler,
+    )
+
+
+def save_previews(
+    config: TrainConfig, target: Any, step: int, last_prompt: str, log_dir: Path, snapshot: Any
+) -> list[Path]:
+    """Render and write images/<name>-<step>.png (+ image_embeddings/ for embeddings); returns the paths."""
+    request = preview_request(config, step, last_prompt)
+    image = target.preview(request)
+    images_dir = log_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    path = images_dir / f"{config.name}-{step}.png"
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    written = [path]
+    if config.kind == "embedding" and config.preview_with_embedding:
+        from embed_studio.formats.embedding import save_png_with_embedding
+
+        embed_dir = log_dir / "image_embeddings"
+        embed_dir.mkdir(parents=True, exist_ok=True)
+        embed_path = embed_dir / f"{config.name}-{step}.png"
+        save_png_with_embedding(image, snapshot, embed_path, caption=f"<{snapshot.name}>")
+        written.append(embed_path)
+    return written

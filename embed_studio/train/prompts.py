@@ -1,0 +1,114 @@
+"""Training prompts: template files with [name]/[filewords], captions from sidecars or file names, tag shuffle/dropout."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from embed_studio.dataset.folder import read_caption
+from embed_studio.errors import UserInputError
+
+TEMPLATES_DIR = Path(__file__).with_name("templates")
+DEFAULT_TEMPLATE = "filewords_name.txt"  # "[filewords], [name]": what the guides recommend for characters
+
+# The WebUI strips a leading "00001-0 " style counter from file names used as captions.
+_NUMBERS_AT_START = re.compile(r"^[-\d]+\s*")
+
+
+def list_templates(extra_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Template name -> file: the shipped ones, then any .txt in `extra_dir` (which wins on a clash)."""
+    found = {p.name: p for p in sorted(TEMPLATES_DIR.glob("*.txt"))}
+    if extra_dir and Path(extra_dir).is_dir():
+        found.update({p.name: p for p in sorted(Path(extra_dir).rglob("*.txt"))})
+    return found
+
+
+def resolve_template(template: str | os.PathLike, extra_dir: str | os.PathLike | None = None) -> Path:
+    """A template by file path or by name (with or without .txt) among list_templates()."""
+    path = Path(template).expanduser()
+    if path.is_file():
+        return path
+    known = list_templates(extra_dir)
+    for name in (str(template), f"{template}.txt"):
+        if name in known:
+            return known[name]
+    raise UserInputError(
+        f"Prompt template {template!r} not found. Pick one of: {', '.join(known)} or give a file path."
+    )
+
+
+def load_template_lines(template: str | os.PathLike, extra_dir: str | os.PathLike | None = None) -> list[str]:
+    path = resolve_template(template, extra_dir)
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise UserInputError(
+            f"Prompt template {path} has no lines. Put at least one prompt such as '[filewords], [name]'."
+        )
+    return lines
+
+
+def caption_from_filename(path: str | os.PathLike, word_regex: str | None = None, join_string: str = " ") -> str:
+    """The WebUI's caption for an image without a sidecar: the file name, optionally filtered by a regex."""
+    text = _NUMBERS_AT_START.sub("", Path(path).stem)
+    if word_regex:
+        try:
+            words = re.findall(word_regex, text)
+        except re.error as e:
+            raise UserInputError(f"Filename regex {word_regex!r} is not a valid regular expression: {e}.") from e
+        text = (join_string or "").join(w if isinstance(w, str) else "".join(w) for w in words)
+    return text
+
+
+def image_caption(path: str | os.PathLike, word_regex: str | None = None, join_string: str = " ") -> str:
+    """The .txt sidecar's text if there is one, else the caption derived from the file name."""
+    text = read_caption(path)
+    if text is not None:
+        return text
+    return caption_from_filename(path, word_regex, join_string)
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    shuffle_tags: bool = False
+    keep_first_tags: int = 0  # with shuffle: these leading tags stay in place (e.g. a character tag)
+    tag_dropout: float = 0.0  # probability of dropping each (non-kept) tag
+    # Booru tags like "zangoose_(pokemon)" would otherwise be read as emphasis by the prompt parser.
+    escape_brackets: bool = True
+
+    @property
+    def varies(self) -> bool:
+        """True when the same caption yields different prompts from step to step."""
+        return self.shuffle_tags or self.tag_dropout > 0
+
+
+def build_prompt(line: str, caption: str, name: str, options: PromptOptions, rng: random.Random) -> str:
+    """Fill one template line: [filewords] = the caption's tags after dropout/shuffle, [name] = the trained name."""
+    if options.varies:
+        tags = [t.strip() for t in caption.split(",") if t.strip()]
+        keep = tags[: options.keep_first_tags]
+        rest = tags[options.keep_first_tags :]
+        if options.tag_dropout > 0:
+            rest = [t for t in rest if rng.random() >= options.tag_dropout]
+        if options.shuffle_tags:
+            rng.shuffle(rest)
+        caption = ", ".join(keep + rest)
+    if options.escape_brackets:
+        caption = escape_brackets(caption)
+    return line.replace("[filewords]", caption).replace("[name]", name)
+
+
+_UNESCAPED_BRACKET = re.compile(r"(?<!\\)([()\[\]])")
+
+
+def escape_brackets(caption: str) -> str:
+    """Escape ( ) [ ] that are not escaped yet, so tags stay literal text instead of emphasis."""
+    return _UNESCAPED_BRACKET.sub(r"\\\1", caption)
+
+
+def caption_tags(caption: str) -> set[str]:
+    """Lower-cased tags of a caption (for checks such as 'the embedding name is already a tag')."""
+    return {t.strip().lower() for t in caption.split(",") if t.strip()}

@@ -1,0 +1,89 @@
+"""Start a real WebUI v1.10.1 (from SD_WEBUI_DIR) with this extension, once per test session.
+
+Needs: SD_WEBUI_DIR (a v1.10.1 checkout with repositories/ and a checkpoint), this repository
+linked or copied into its extensions/ folder, and SD_WEBUI_PYTHON (its interpreter; default
+SD_WEBUI_DIR/venv/bin/python). Every test here skips with the reason when any is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "DO_NOT_TRACK": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _installed_extension(webui: Path) -> Path | None:
+    for ext in (webui / "extensions").iterdir():
+        if ext.resolve() == REPO or (ext / "embed_studio").resolve() == REPO / "embed_studio":
+            return ext
+    return None
+
+
+@pytest.fixture(scope="session")
+def webui(sd_webui_dir, tmp_path_factory):
+    """A running WebUI: .url, .log (path), .dir."""
+    python = Path(os.environ.get("SD_WEBUI_PYTHON", sd_webui_dir / "venv" / "bin" / "python"))
+    if not python.exists():
+        pytest.skip(f"SD_WEBUI_PYTHON not set and {python} does not exist")
+    if _installed_extension(sd_webui_dir) is None:
+        pytest.skip(f"link this repository into {sd_webui_dir / 'extensions'} (ln -s {REPO} .../embed-studio)")
+    checkpoints = sorted((sd_webui_dir / "models" / "Stable-diffusion").glob("*.safetensors"))
+    if not checkpoints:
+        pytest.skip("no checkpoint in SD_WEBUI_DIR/models/Stable-diffusion")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("webui") / "webui.log"
+    env = {k: v for k, v in os.environ.items() if k != "COMMANDLINE_ARGS"} | OFFLINE_ENV
+    args = [
+        str(python), "launch.py", "--use-cpu", "all", "--no-half", "--no-half-vae", "--precision", "full",
+        "--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test", "--skip-version-check",
+        "--no-download-sd-model", "--disable-safe-unpickle", "--api", "--server-name", "127.0.0.1",
+        "--port", str(port), "--ckpt", str(checkpoints[0]),
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            args, cwd=sd_webui_dir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 400
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the WebUI exited with {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+            try:
+                if requests.get(f"{url}/sdapi/v1/sd-models", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the WebUI did not answer in 400 s:\n{log.read_text(errors='replace')[-4000:]}")
+            time.sleep(2)
+        from types import SimpleNamespace
+
+        yield SimpleNamespace(url=url, log=log, dir=sd_webui_dir, python=python)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
