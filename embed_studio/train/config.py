@@ -78,6 +78,7 @@ class TrainConfig:
     preview_height: int = 0
     preview_with_embedding: bool = True  # embeddings: also a PNG carrying the embedding, like the WebUI's
     use_alpha_weight: bool = False  # the WebUI's "use PNG alpha channel as loss weight"
+    vae: str = ""  # WebUI: "" = the checkpoint's own VAE (the guides' "VAE left on fries it"), or a VAE by name
     escape_filewords: bool = True  # "tag_(series)" stays literal in [filewords] instead of becoming emphasis
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from secrets import compare_digest
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Body, Depends, FastAPI, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from embed_studio import __version__
@@ -58,3 +58,30 @@ def add_routes(app: FastAPI, jobs: JobRegistry, api_auth: str | None) -> None:
         job = get_job(job_id)
         job.cancel()
         return job.status().as_dict()
+
+    # Training on the WebUI's loaded model (embed_studio.webui.training); the body is TrainConfig's fields
+    # plus an optional "vae", or for /create: kind, name and the create options.
+    @app.post(f"{PREFIX}/train", dependencies=deps)
+    def train(config: dict = Body(...)):
+        from embed_studio.errors import EmbedStudioError
+        from embed_studio.webui.training import start_training_job
+
+        try:
+            return start_training_job(config).status().as_dict()
+        except EmbedStudioError as e:
+            raise HTTPException(status_code=400, detail=str(e)) from e
+
+    @app.post(f"{PREFIX}/create", dependencies=deps)
+    def create(request: dict = Body(...)):
+        from embed_studio.errors import EmbedStudioError
+        from embed_studio.webui.training import start_create_job
+
+        options = dict(request)
+        try:
+            return (
+                start_create_job(options.pop("kind", "embedding"), options.pop("name", ""), **options)
+                .status()
+                .as_dict()
+            )
+        except (EmbedStudioError, TypeError) as e:
+            raise HTTPException(status_code=400, detail=str(e)) from e

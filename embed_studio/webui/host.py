@@ -8,6 +8,7 @@ from modules import paths_internal, shared
 
 from embed_studio.ui.host import UiHost
 from embed_studio.webui import progress
+from embed_studio.webui.training import get_provider
 
 
 def models_dir() -> Path:
@@ -21,6 +22,7 @@ def make_host() -> UiHost:
         models_dir=models_dir(),
         output_dir=Path(paths_internal.data_path) / "outputs" / "embed-studio",
         on_job_started=progress.mirror_job,
+        backend_provider=get_provider(),
         extras={
             "embeddings_dir": Path(shared.cmd_opts.embeddings_dir),
             "hypernetworks_dir": Path(shared.cmd_opts.hypernetwork_dir),

@@ -82,8 +82,10 @@ def webui(sd_webui_dir, tmp_path_factory):
 
         yield SimpleNamespace(url=url, log=log, dir=sd_webui_dir, python=python)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)
+        except ProcessLookupError:
+            pass  # it already exited; the failure above says why
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,0 +1,246 @@
+"""In the real WebUI: create and train embeddings/hypernetworks on its loaded model, then use them in txt2img."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from embed_studio.formats.embedding import load_embedding
+from embed_studio.formats.hypernetwork import load_hypernetwork
+
+pytestmark = pytest.mark.webui
+
+DATA = Path(__file__).resolve().parents[1] / "formats" / "data"
+JOB_TIMEOUT = 300  # a safety net against a hung job, not a timing assertion
+
+
+@pytest.fixture(scope="module")
+def tag():
+    return "es-test-" + uuid.uuid4().hex[:6]
+
+
+@pytest.fixture(scope="module")
+def cleanup(webui):
+    """Paths the tests put into the WebUI's folders; removed at the end, and the VAE setting reset."""
+    paths: list[Path] = []
+    yield paths
+    requests.post(f"{webui.url}/sdapi/v1/options", json={"sd_vae": "Automatic"}, timeout=60)
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Mixed-aspect images with booru captions full of brackets."""
+    folder = tmp_path_factory.mktemp("dataset")
+    rng = np.random.default_rng(0)
+    for i, size in enumerate([(96, 64), (64, 96), (64, 64), (80, 48), (48, 80), (64, 64)]):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+        (folder / f"img{i}.txt").write_text("zangoose_(pokemon), red eyes, (solo), [simple background]")
+    return folder
+
+
+def _post(webui, route: str, body: dict) -> dict:
+    r = requests.post(f"{webui.url}/embed-studio/v1/{route}", json=body, timeout=60)
+    assert r.ok, r.text
+    return r.json()
+
+
+def _wait(webui, job: dict) -> dict:
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while True:
+        status = requests.get(f"{webui.url}/embed-studio/v1/jobs/{job['id']}", timeout=30).json()
+        if not status["active"]:
+            return status
+        assert time.monotonic() < deadline, f"job {job['id']} still running: {status}"
+        time.sleep(0.5)
+
+
+def _run(webui, route: str, body: dict) -> dict:
+    status = _wait(webui, _post(webui, route, body))
+    assert status["state"] == "done", status
+    return status
+
+
+def _txt2img(webui, prompt: str, **extra) -> tuple[np.ndarray, str]:
+    body = {"prompt": prompt, "steps": 2, "width": 64, "height": 64, "seed": 1, "sampler_name": "Euler"} | extra
+    r = requests.post(f"{webui.url}/sdapi/v1/txt2img", json=body, timeout=120)
+    assert r.ok, r.text
+    data = r.json()
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["images"][0]))).convert("RGB"))
+    import json
+
+    return image, json.loads(data["info"])["infotexts"][0]
+
+
+def _train(name: str, kind: str, dataset: Path, **extra) -> dict:
+    return {
+        "kind": kind, "target": name, "dataset": str(dataset), "width": 64, "height": 64, "bucket_step": 32,
+        "grad_accum": 1, "save_every": 0, "preview_every": 0, "preview_steps": 2, "seed": 3,
+    } | extra  # fmt: skip
+
+
+def test_embedding_trained_in_the_webui_works_in_txt2img(webui, tag, dataset, cleanup):
+    name = f"{tag}-emb"
+    emb_path = webui.dir / "embeddings" / f"{name}.pt"
+    cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
+    _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "black hair", "n_vectors": 2})
+    created = load_embedding(emb_path)
+    assert created.n_vectors == 2 and created.step == 0
+    before, _ = _txt2img(webui, f"{name}, red eyes")
+
+    status = _run(
+        webui, "train",
+        _train(name, "embedding", dataset, max_steps=20, batch_size=2, lr="0.005", preview_every=10,
+               preview_prompt=f"{name}, red eyes", preview_sampler="euler", preview_seed=1),
+    )  # fmt: skip
+    previews = [Path(p) for p in status["images"]]
+    assert sorted(p.name for p in previews if p.parent.name == "images") == [f"{name}-10.png", f"{name}-20.png"]
+    assert all(p.is_file() for p in previews)
+
+    trained = load_embedding(emb_path)
+    models = requests.get(f"{webui.url}/sdapi/v1/sd-models", timeout=30).json()
+    assert trained.step == 20
+    assert trained.sd_checkpoint == models[0]["hash"]  # the WebUI's short hash of the loaded checkpoint
+    # A new run uses the WebUI's CLIP skip setting, and records it.
+    options = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()
+    assert trained.extra["embed_studio"]["clip_skip"] == int(options["CLIP_stop_at_last_layers"])
+    assert not np.allclose(trained.vectors.numpy(), created.vectors.numpy())
+
+    after, info = _txt2img(webui, f"{name}, red eyes")
+    assert f'TI hashes: "{name}: ' in info
+    assert not np.array_equal(before, after), "txt2img did not pick up the trained vectors"
+    # The preview was drawn by the WebUI's own txt2img with the step-20 vectors: the same image.
+    preview = np.asarray(Image.open(next(p for p in previews if p.name == f"{name}-20.png")).convert("RGB"))
+    assert np.array_equal(preview, after)
+
+
+def test_hypernetwork_trained_in_the_webui_changes_txt2img(webui, tag, dataset, cleanup):
+    name = f"{tag}-hn"
+    hn_path = webui.dir / "models" / "hypernetworks" / f"{name}.pt"
+    cleanup += [hn_path, hn_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
+    _run(webui, "create", {"kind": "hypernetwork", "name": name, "sizes": [32, 64], "activation_func": "relu"})
+    plain, _ = _txt2img(webui, "red eyes")
+    untrained, _ = _txt2img(webui, f"red eyes <hypernet:{name}:1>")
+
+    _run(webui, "train", _train(name, "hypernetwork", dataset, max_steps=6, batch_size=2, lr="0.01"))
+    assert load_hypernetwork(hn_path).step == 6
+    trained, _ = _txt2img(webui, f"red eyes <hypernet:{name}:1>")
+    assert not np.array_equal(plain, trained)
+    assert not np.array_equal(untrained, trained), "txt2img used the hypernetwork loaded before training"
+    again, _ = _txt2img(webui, "red eyes")
+    assert np.array_equal(plain, again), "the trained hypernetwork stayed attached after training"
+
+
+def test_external_vae_is_swapped_out_for_training_and_back(webui, tag, dataset, cleanup):
+    from safetensors.torch import load_file, save_file
+
+    checkpoint = next((webui.dir / "models" / "Stable-diffusion").glob("*.safetensors"))
+    vae = {k[len("first_stage_model.") :]: v * 1.05 for k, v in load_file(str(checkpoint)).items()
+           if k.startswith("first_stage_model.")}  # fmt: skip
+    vae_name = f"{tag}-vae.safetensors"
+    vae_path = webui.dir / "models" / "VAE" / vae_name
+    save_file(vae, str(vae_path))
+    cleanup.append(vae_path)
+    requests.post(f"{webui.url}/sdapi/v1/refresh-vae", timeout=60)
+    assert requests.post(f"{webui.url}/sdapi/v1/options", json={"sd_vae": vae_name}, timeout=120).ok
+    try:
+        _, info = _txt2img(webui, "red eyes")
+        assert f"VAE: {tag}-vae" in info
+
+        name = f"{tag}-vae-emb"
+        emb_path = webui.dir / "embeddings" / f"{name}.pt"
+        cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
+        _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
+        log_start = len(webui.log.read_text(errors="replace"))
+        _run(webui, "train", _train(name, "embedding", dataset, max_steps=2))
+        log = webui.log.read_text(errors="replace")[log_start:]
+        assert "Restoring base VAE" in log  # the WebUI's own message as it swaps the VAE out
+        assert re.search(rf"with VAE: Checkpoint's own VAE, CLIP skip \d+ \({re.escape(vae_name)} is put back", log)
+
+        _, info = _txt2img(webui, "red eyes")
+        assert f"VAE: {tag}-vae" in info
+        assert requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["sd_vae"] == vae_name
+    finally:
+        requests.post(f"{webui.url}/sdapi/v1/options", json={"sd_vae": "Automatic"}, timeout=120)
+
+
+def test_resume_a_file_the_webui_trained(webui, dataset, cleanup):
+    emb_path = webui.dir / "embeddings" / "webui-made-emb.pt"
+    for suffix in (".pt", ".pt.optim"):
+        shutil.copy(DATA / f"webui-made-emb{suffix}", emb_path.with_suffix(suffix))
+    cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / "webui-made-emb"]
+    original = load_embedding(emb_path)
+    assert original.step == 12
+
+    log_start = len(webui.log.read_text(errors="replace"))
+    _run(webui, "train", _train("webui-made-emb", "embedding", dataset, max_steps=14))
+    log = webui.log.read_text(errors="replace")[log_start:]
+    assert "resuming webui-made-emb.pt at step 12 with its optimizer state" in log
+    assert "does not record its CLIP skip" in log
+    resumed = load_embedding(emb_path)
+    assert resumed.step == 14 and resumed.name == original.name
+    _, info = _txt2img(webui, "webui-made-emb")
+    assert 'TI hashes: "webui-made-emb: ' in info
+
+
+def test_resume_with_another_clip_skip_is_refused_and_setting_kept(webui, tag, dataset, cleanup):
+    name = f"{tag}-skip"
+    emb_path = webui.dir / "embeddings" / f"{name}.pt"
+    cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
+    _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
+    setting = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["CLIP_stop_at_last_layers"]
+    _run(webui, "train", _train(name, "embedding", dataset, max_steps=1, clip_skip=1))
+    status = _wait(webui, _post(webui, "train", _train(name, "embedding", dataset, max_steps=2, clip_skip=2)))
+    assert status["state"] == "failed"
+    assert "CLIP skip 1" in status["error"] and "CLIP skip 2" in status["error"]
+    assert load_embedding(emb_path).step == 1
+    # The training value was only lent to the WebUI: its setting is what it was.
+    assert requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["CLIP_stop_at_last_layers"] == setting
+
+
+def _wait_until_training(webui, job: dict) -> None:
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while True:
+        status = requests.get(f"{webui.url}/embed-studio/v1/jobs/{job['id']}", timeout=30).json()
+        assert status["active"], status
+        if status["done"] >= 1:
+            return
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
+def test_txt2img_waits_for_training_and_cancel_releases_the_model(webui, tag, dataset, cleanup):
+    name = f"{tag}-lock"
+    emb_path = webui.dir / "embeddings" / f"{name}.pt"
+    cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
+    _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
+
+    job = _post(webui, "train", _train(name, "embedding", dataset, max_steps=40))
+    _wait_until_training(webui, job)
+    _txt2img(webui, "red eyes")  # queued behind the training run's hold on the WebUI's GPU lock
+    assert load_embedding(emb_path).step == 40, "txt2img ran while the model was lent to training"
+    assert _wait(webui, job)["state"] == "done"
+
+    job = _post(webui, "train", _train(name, "embedding", dataset, max_steps=500))
+    _wait_until_training(webui, job)
+    requests.post(f"{webui.url}/embed-studio/v1/jobs/{job['id']}/cancel", timeout=30)
+    status = _wait(webui, job)
+    assert status["state"] == "cancelled"
+    assert 40 < load_embedding(emb_path).step < 500  # the state at the cancel is saved
+    _, info = _txt2img(webui, name)  # the model is free again, with the embedding usable
+    assert f'TI hashes: "{name}: ' in info
