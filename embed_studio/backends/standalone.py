@@ -504,11 +504,15 @@ class StandaloneBackend:
                 ]
                 for p in prompts
             ]
-            multipliers = torch.tensor(rows, device=z.device, dtype=z.dtype).unsqueeze(-1)
-            # The WebUI scales by the weights, then restores the original mean so emphasis does not shift the level.
-            original_mean = z.float().mean()
-            z = z * multipliers
-            z = z * (original_mean / z.float().mean()).to(z.dtype)
+            multipliers = torch.tensor(rows, device=z.device, dtype=z.dtype).reshape(len(prompts), n_chunks, -1, 1)
+            # The WebUI scales by the weights, then restores each window's original mean so emphasis does not shift
+            # the level. txt2img encodes one prompt at a time, so the mean is per prompt and window, never per batch:
+            # a prompt's conditioning must not depend on what else is in its training batch.
+            windows = z.reshape(len(prompts), n_chunks, -1, z.shape[-1])
+            original_mean = windows.float().mean(dim=(2, 3), keepdim=True)
+            windows = windows * multipliers
+            windows = windows * (original_mean / windows.float().mean(dim=(2, 3), keepdim=True)).to(z.dtype)
+            z = windows.reshape(z.shape)
         return z
 
     # -- denoiser ----------------------------------------------------------------------------

@@ -48,6 +48,16 @@ def test_emphasis_and_clip_skip_change_the_conditioning(backend):
     assert not torch.allclose(plain, skipped)
 
 
+def test_a_prompt_encodes_the_same_alone_and_in_a_batch(backend):
+    # txt2img encodes one prompt; training batches several. Emphasis normalisation must not mix them.
+    weighted = backend.tokenize("(black hair:1.5), smile")
+    other = backend.tokenize("[red eyes], " + " ".join(["a"] * 80))  # two windows, other emphasis
+    alone = backend.encode_prompts([weighted])
+    batched = backend.encode_prompts([weighted, other])
+    assert torch.allclose(batched[0, : alone.shape[1]], alone[0], atol=1e-5)
+    assert torch.allclose(batched[1], backend.encode_prompts([other])[0], atol=1e-5)
+
+
 def test_long_prompt_breaks_at_a_recent_comma(backend):
     # 73 tokens of "x" words then ", smile dress ..." : the window breaks after the comma, not mid-phrase.
     words = " ".join(["a"] * 73) + ", blue dress cat dog"
