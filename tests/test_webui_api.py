@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -52,3 +53,20 @@ def test_api_auth_is_required_when_configured(running_job):
     assert client.get(f"{PREFIX}/jobs/{job.id}", auth=("bob", "pw")).status_code == 200
     assert client.post(f"{PREFIX}/jobs/{job.id}/cancel").status_code == 401
     assert job.status().active
+
+
+def test_finished_job_reports_its_result():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Summary:
+        written: int
+        path: object
+
+    reg = JobRegistry()
+    job = reg.submit(Job("tag", lambda ctx: Summary(3, Path("/tmp/x"))))
+    assert job.wait(5)
+    app = FastAPI()
+    add_routes(app, reg, api_auth=None)
+    body = TestClient(app).get(f"{PREFIX}/jobs/{job.id}").json()
+    assert body["state"] == "done" and body["result"] == {"written": 3, "path": "/tmp/x"}

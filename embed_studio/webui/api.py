@@ -6,15 +6,29 @@ like the WebUI's /sdapi/ routes.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from secrets import compare_digest
+from typing import Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from embed_studio import __version__
-from embed_studio.jobs import JobRegistry
+from embed_studio.jobs import Job, JobRegistry
 
 PREFIX = "/embed-studio/v1"
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    """A job's status, plus its result once it has ended (a training summary, a fetch summary...)."""
+    out = job.status().as_dict()
+    result = job.result
+    if dataclasses.is_dataclass(result) and not isinstance(result, type):
+        out["result"] = json.loads(json.dumps(dataclasses.asdict(result), default=str))
+    elif isinstance(result, (str, int, float, bool, list, dict)):
+        out["result"] = result
+    return out
 
 
 def _auth_dependency(api_auth: str | None):
@@ -47,17 +61,17 @@ def add_routes(app: FastAPI, jobs: JobRegistry, api_auth: str | None) -> None:
 
     @app.get(f"{PREFIX}/jobs", dependencies=deps)
     def list_jobs():
-        return [job.status().as_dict() for job in jobs.active()]
+        return [job_dict(job) for job in jobs.active()]
 
     @app.get(f"{PREFIX}/jobs/{{job_id}}", dependencies=deps)
     def job_status(job_id: str):
-        return get_job(job_id).status().as_dict()
+        return job_dict(get_job(job_id))
 
     @app.post(f"{PREFIX}/jobs/{{job_id}}/cancel", dependencies=deps)
     def cancel_job(job_id: str):
         job = get_job(job_id)
         job.cancel()
-        return job.status().as_dict()
+        return job_dict(job)
 
     # Training on the WebUI's loaded model (embed_studio.webui.training); the body is TrainConfig's fields
     # plus an optional "vae", or for /create: kind, name and the create options.
@@ -67,7 +81,7 @@ def add_routes(app: FastAPI, jobs: JobRegistry, api_auth: str | None) -> None:
         from embed_studio.webui.training import start_training_job
 
         try:
-            return start_training_job(config).status().as_dict()
+            return job_dict(start_training_job(config))
         except EmbedStudioError as e:
             raise HTTPException(status_code=400, detail=str(e)) from e
 
@@ -78,10 +92,6 @@ def add_routes(app: FastAPI, jobs: JobRegistry, api_auth: str | None) -> None:
 
         options = dict(request)
         try:
-            return (
-                start_create_job(options.pop("kind", "embedding"), options.pop("name", ""), **options)
-                .status()
-                .as_dict()
-            )
+            return job_dict(start_create_job(options.pop("kind", "embedding"), options.pop("name", ""), **options))
         except (EmbedStudioError, TypeError) as e:
             raise HTTPException(status_code=400, detail=str(e)) from e
