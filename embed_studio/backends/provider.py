@@ -88,3 +88,33 @@ class StandaloneProvider:
 
     def refresh(self, kind: str, path: Path) -> None:
         """Standalone has no list to refresh: the tab re-reads the folders."""
+
+
+class LoadedBackendProvider:
+    """A backend already in memory, lent as it is: for scripts and tests that load their own model."""
+
+    name = "loaded"
+    needs_model_path = False
+    templates_dir = None
+
+    def __init__(self, backend: Backend, output_dir: Path):
+        self.backend = backend
+        self.embeddings_dir = output_dir / "embeddings"
+        self.hypernetworks_dir = output_dir / "hypernetworks"
+        self.log_dir = output_dir / "train"
+
+    def describe(self) -> str:
+        return f"Model: {getattr(self.backend, 'checkpoint_name', None) or 'loaded'}"
+
+    def default_clip_skip(self) -> int:
+        return 1
+
+    def vae_choices(self) -> list[str]:
+        return [CHECKPOINT_VAE]
+
+    @contextlib.contextmanager
+    def session(self, model: str = "", vae: str = CHECKPOINT_VAE, clip_skip: int = 1) -> Iterator[Backend]:
+        yield self.backend
+
+    def refresh(self, kind: str, path: Path) -> None:
+        """Nothing to refresh."""

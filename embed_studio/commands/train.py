@@ -69,12 +69,14 @@ def _config_from_args(args: argparse.Namespace) -> typing.Any:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from embed_studio.backends.provider import StandaloneProvider
     from embed_studio.errors import Cancelled
     from embed_studio.progress import status_line
-    from embed_studio.train.loop import make_train_job
+    from embed_studio.train.job import make_train_job
 
     config = _config_from_args(args)
-    job = make_train_job(config, log=lambda message: print(message, file=sys.stderr))
+    provider = StandaloneProvider(config.target_path.parent, device=config.device or None)
+    job = make_train_job(config, provider, log=lambda message: print(message, file=sys.stderr))
     tty = sys.stderr.isatty()
 
     def show(status: typing.Any) -> None:

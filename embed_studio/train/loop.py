@@ -347,23 +347,3 @@ class _Run:
             except Exception as e:  # a failed preview must not end hours of training
                 self._warn(f"preview at step {step} failed: {type(e).__name__}: {e}")
             self.loss_log.flush()
-
-
-def make_train_job(
-    config: TrainConfig, backend: Backend | None = None, log: Callable[[str], None] | None = None
-) -> Any:
-    """A Job (kind "train") that loads the standalone backend unless one is given, then trains."""
-    from embed_studio.jobs import Job
-
-    config.validate()
-
-    def work(ctx: Any) -> TrainResult:
-        nonlocal backend
-        if backend is None:
-            from embed_studio.backends.standalone import StandaloneBackend
-
-            ctx.set_text(f"Loading {config.model}…")
-            backend = StandaloneBackend.load(config.model, config.device or None)
-        return train(config, backend, ctx, log)
-
-    return Job("train", work, total=config.max_steps)

@@ -72,25 +72,11 @@ def start_training_job(config: dict[str, Any], provider: Any = None) -> Job:
 
 def make_training_job(config: dict[str, Any], provider: Any = None) -> Job:
     """The training Job, not started (for UiHost.submit(), which mirrors and starts it)."""
-    from embed_studio.train.loop import train
+    from embed_studio.train.job import make_train_job
 
     provider = provider or get_provider()
     cfg, vae = training_config(config, provider)
-
-    def work(ctx: Any) -> Any:
-        ctx.set_text(f"Waiting for the WebUI's model ({cfg.name})…")
-        try:
-            with provider.session(cfg.model, vae, cfg.clip_skip) as backend:
-                ctx.set_text(
-                    f"Training {cfg.name} on {backend.checkpoint_title} [{backend.checkpoint_hash}], "
-                    f"VAE: {backend.vae_label}, CLIP skip {cfg.clip_skip}"
-                )
-                return train(cfg, backend, ctx, log=lambda m: print(f"Embed Studio: {m}"))
-        finally:
-            if cfg.target_path.is_file():
-                provider.refresh(cfg.kind, cfg.target_path)
-
-    return Job("train", work, total=cfg.max_steps)
+    return make_train_job(cfg, provider, vae)
 
 
 def start_create_job(

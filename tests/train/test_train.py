@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from embed_studio.backends.provider import LoadedBackendProvider
 from embed_studio.backends.standalone import StandaloneBackend
 from embed_studio.errors import Cancelled
 from embed_studio.formats.embedding import load_embedding, save_embedding
 from embed_studio.formats.optim import load_optimizer_state
 from embed_studio.train.create import create_embedding
-from embed_studio.train.loop import TrainingDiverged, make_train_job, train
+from embed_studio.train.job import make_train_job
+from embed_studio.train.loop import TrainingDiverged, train
 
 
 def _new_embedding(backend, path, init="black hair", vectors=2):
@@ -128,7 +130,7 @@ def test_nan_loss_stops_and_keeps_last_good_state(tmp_path, tiny_model, make_con
 def test_cancel_saves_the_current_state(tmp_path, backend, make_config):
     target = tmp_path / "emb.pt"
     _new_embedding(backend, target)
-    job = make_train_job(make_config(target, max_steps=50), backend)
+    job = make_train_job(make_config(target, max_steps=50), LoadedBackendProvider(backend, tmp_path))
     job.add_listener(lambda status: job.cancel() if status.done >= 2 else None)
     job.run()
     status = job.status()

@@ -1,0 +1,152 @@
+"""A loss plot image from a run's loss CSV: loss and its moving average by step, the learning rate on a second axis."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+LOSS_LOG_NAME = "loss.csv"  # the file train.loop writes into the run's log folder
+MAX_WINDOW = 100
+
+
+@dataclass
+class LossSeries:
+    """The usable rows of a loss CSV, sorted by step (a resumed run's file holds earlier rows too)."""
+
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    rates: list[float | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def loss_log_path(log_dir: str | os.PathLike) -> Path:
+    return Path(log_dir) / LOSS_LOG_NAME
+
+
+def read_loss_log(path: str | os.PathLike) -> LossSeries:
+    """Read step/loss/lr columns; rows that are incomplete or not finite numbers are skipped, not fatal.
+
+    A missing or unreadable file gives an empty series (the run may not have flushed its first rows yet).
+    """
+    rows: dict[int, tuple[float, float | None]] = {}
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                try:
+                    step = int(float(row["step"]))
+                    loss = float(row["loss"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if not math.isfinite(loss):
+                    continue
+                rows[step] = (loss, _number(row.get("lr")))  # a repeated step: the later row wins
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return LossSeries()
+    series = LossSeries()
+    for step in sorted(rows):
+        series.steps.append(step)
+        series.losses.append(rows[step][0])
+        series.rates.append(rows[step][1])
+    return series
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def default_window(n_points: int) -> int:
+    """About a tenth of the run, between 2 and MAX_WINDOW steps: smooth enough to show the trend early and late."""
+    return max(2, min(MAX_WINDOW, n_points // 10))
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last `window` values (fewer at the start), one output per input."""
+    if window < 1:
+        raise ValueError(f"window must be at least 1 (got {window})")
+    out: list[float] = []
+    total = 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def render_loss_plot(
+    source: str | os.PathLike | LossSeries,
+    *,
+    title: str = "",
+    window: int | None = None,
+    size: tuple[float, float] = (7.0, 3.5),
+    dpi: int = 100,
+) -> Image.Image | None:
+    """The plot as an RGB PIL image, or None when there is nothing to plot yet.
+
+    Uses matplotlib's Agg canvas on a private Figure (no pyplot), so it is safe from worker threads and
+    leaves the host's matplotlib backend alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    from PIL import Image
+
+    series = source if isinstance(source, LossSeries) else read_loss_log(source)
+    if not len(series):
+        return None
+    window = window or default_window(len(series))
+    fig = Figure(figsize=size, dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    marker = "o" if len(series) <= 20 else None  # a handful of points would otherwise be invisible
+    ax.plot(series.steps, series.losses, color="#9ab8d8", linewidth=0.8, marker=marker, markersize=3, label="loss")
+    if len(series) >= 2:
+        average = moving_average(series.losses, window)
+        ax.plot(series.steps, average, color="#1f5fa8", linewidth=2.0, label=f"mean of {window} steps")
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("loss")
+    ax.grid(True, alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    rate_points = [(s, r) for s, r in zip(series.steps, series.rates, strict=True) if r is not None]
+    if rate_points:
+        lr_ax = ax.twinx()
+        lr_ax.plot(
+            [s for s, _ in rate_points], [r for _, r in rate_points], color="#d97706", linewidth=1.2,
+            drawstyle="steps-post", label="learning rate",
+        )  # fmt: skip
+        lr_ax.set_ylabel("learning rate", color="#d97706")
+        lr_ax.tick_params(axis="y", colors="#d97706")
+        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        lr_handles, lr_labels = lr_ax.get_legend_handles_labels()
+        handles, labels = handles + lr_handles, labels + lr_labels
+    ax.legend(handles, labels, loc="upper right", fontsize="small")
+    last = f"step {series.steps[-1]}, loss {series.losses[-1]:.4f}"
+    fig.suptitle(f"{title} · {last}" if title else last, fontsize="medium")
+    fig.tight_layout()
+    canvas.draw()
+    return Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+
+
+def loss_plot_png(source: str | os.PathLike | LossSeries, **options) -> bytes | None:
+    """The plot as PNG bytes (for an API or a file written with fileio.atomic_write_bytes)."""
+    image = render_loss_plot(source, **options)
+    if image is None:
+        return None
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,351 @@
+"""The Train panel: create an embedding or hypernetwork, then train it with live status, previews and a loss plot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider
+from embed_studio.errors import EmbedStudioError
+from embed_studio.jobs import Job, JobStatus
+from embed_studio.progress import status_line
+from embed_studio.train.config import KINDS
+from embed_studio.train.job import make_train_job
+from embed_studio.train.prompts import DEFAULT_TEMPLATE, list_templates
+from embed_studio.ui import train_form as form
+from embed_studio.ui.base import Tab
+from embed_studio.ui.jobs_ui import follow_job
+from embed_studio.ui.train_create import CreatePanels
+from embed_studio.ui.train_fields import make_field
+
+NO_PROVIDER = "Training needs a model host: run it inside the WebUI, or standalone with `embed-studio ui`."
+IDLE = "Pick the file to train and the dataset, then press **Train**."
+_UNSET = object()
+
+
+def _unchanged() -> tuple[Any, Any, Any]:
+    """No change to the gallery, the loss plot and the file's line (fresh dicts: gradio may edit them)."""
+    return gr.update(), gr.update(), gr.update()
+
+
+class TrainTab(Tab):
+    title = "Train"
+    elem_id = "es-train"
+
+    @property
+    def provider(self) -> BackendProvider | None:
+        return self.host.backend_provider
+
+    # -- layout ----------------------------------------------------------------------------
+    def create_ui(self) -> None:
+        provider = self.provider
+        if provider is None:
+            gr.Markdown(NO_PROVIDER, elem_id="es-train-no-provider")
+            return
+        with gr.Row(equal_height=False):
+            self.model_path = gr.Textbox(
+                label="Model", placeholder="/path/to/diffusers-folder or model.safetensors", scale=3,
+                visible=provider.needs_model_path, elem_id="es-train-model",
+                info="The checkpoint to train on (the guide: the base model, e.g. NAI, not a merge such as AnythingV3).",
+            )  # fmt: skip
+            self.model_info = gr.Markdown(
+                provider.describe, visible=not provider.needs_model_path, elem_id="es-train-model-info"
+            )
+            self.model_refresh = gr.Button(
+                "🔄", scale=0, min_width=40, visible=not provider.needs_model_path, elem_id="es-train-model-refresh"
+            )
+            self.dataset = gr.Textbox(
+                label="Dataset folder", placeholder="/path/to/images (with .txt captions)", scale=3,
+                elem_id="es-train-dataset",
+            )  # fmt: skip
+        with gr.Tabs(elem_id="es-train-tabs"):
+            with gr.Tab("Create embedding", elem_id="es-train-create-embedding-tab"):
+                self.create = CreatePanels(self.host)
+                self.create.embedding_ui()
+            with gr.Tab("Create hypernetwork", elem_id="es-train-create-hypernetwork-tab"):
+                self.create.hypernetwork_ui()
+            with gr.Tab("Train", elem_id="es-train-train-tab"):
+                self._train_ui(provider)
+        self.job_id = gr.State(None)
+
+    def _train_ui(self, provider: BackendProvider) -> None:
+        fields: dict[str, Any] = {}
+
+        def field(name: str, **kwargs: Any) -> Any:
+            fields[name] = make_field(name, **kwargs)
+            return fields[name]
+
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                with gr.Row():
+                    self.kind = gr.Radio(list(KINDS), value="embedding", label="Train", elem_id="es-train-kind")
+                    self.target = gr.Dropdown(
+                        form.trainable_files("embedding", provider), label="File to train", allow_custom_value=True,
+                        scale=3, elem_id="es-train-target",
+                        info="From the embeddings/hypernetworks folder, or a path. To resume, Train the same file "
+                        "again: it continues from its step with its optimizer state.",
+                    )  # fmt: skip
+                    self.target_refresh = gr.Button("🔄", scale=0, min_width=40, elem_id="es-train-target-refresh")
+                self.target_info = gr.Markdown("", elem_id="es-train-target-info")
+                with gr.Row():
+                    vaes = provider.vae_choices()
+                    self.vae = gr.Dropdown(
+                        vaes, value=vaes[0] if vaes else CHECKPOINT_VAE, label="VAE", elem_id="es-train-vae",
+                        visible=not provider.needs_model_path or len(vaes) > 1,
+                        info="Keep the checkpoint's own VAE: another VAE fries embeddings (the guide).",
+                    )  # fmt: skip
+                    field("clip_skip", value=provider.default_clip_skip)
+                    field("precision")
+                with gr.Row():
+                    field("lr", value=form.default_lr("embedding"), scale=3)
+                    field("lr_scheduler")
+                with gr.Accordion("Cosine schedule", open=False, elem_id="es-train-cosine"):
+                    with gr.Row():
+                        for name in ("cosine_min_lr", "cosine_cycle_steps", "cosine_warmup_steps"):
+                            field(name)
+                        for name in ("cosine_cycle_mult", "cosine_gamma"):
+                            field(name)
+                with gr.Row():
+                    for name in ("batch_size", "grad_accum", "max_steps", "repeats"):
+                        field(name)
+                with gr.Row():
+                    for name in ("save_every", "preview_every", "seed"):
+                        field(name)
+                with gr.Row():
+                    templates = list(list_templates(provider.templates_dir))
+                    field("template", choices=templates, value=DEFAULT_TEMPLATE, scale=3)
+                    self.template_refresh = gr.Button("🔄", scale=0, min_width=40, elem_id="es-train-template-refresh")
+                    field("latent_sampling", scale=2)
+                with gr.Row():
+                    for name in ("shuffle_tags", "keep_first_tags", "tag_dropout"):
+                        field(name)
+                with gr.Row():
+                    for name in ("width", "height", "variable_size"):
+                        field(name)
+                with gr.Row():
+                    field("clip_grad_mode")
+                    field("clip_grad_value")
+                with gr.Accordion("Previews", open=False, elem_id="es-train-previews"):
+                    field("preview_prompt")
+                    field("preview_negative_prompt")
+                    with gr.Row():
+                        for name in ("preview_steps", "preview_cfg_scale", "preview_seed", "preview_sampler"):
+                            field(name)
+                    with gr.Row():
+                        for name in ("preview_width", "preview_height", "preview_with_embedding"):
+                            field(name)
+                with gr.Accordion("Advanced", open=False, elem_id="es-train-advanced"):
+                    with gr.Row():
+                        field("name")
+                        field("log_dir", placeholder=f"empty: {Path(provider.log_dir) / '<name>'}")
+                        field("templates_dir", value=str(provider.templates_dir or ""))
+                    with gr.Row():
+                        field("caption_regex")
+                        field("caption_join")
+                        field("bucket_step")
+                    with gr.Row():
+                        for name in ("half_weights", "gradient_checkpointing", "use_alpha_weight", "escape_filewords"):
+                            field(name)
+                    with gr.Row():
+                        for name in ("adam_beta1", "adam_beta2", "adam_eps", "weight_decay", "clip_grad_norm_type"):
+                            field(name)
+            with gr.Column(scale=2):
+                with gr.Row():
+                    self.train_button = gr.Button("Train", variant="primary", elem_id="es-train-start")
+                    self.interrupt_button = gr.Button("Interrupt", elem_id="es-train-interrupt")
+                    self.attach_button = gr.Button("Show running job", elem_id="es-train-attach")
+                self.status = gr.Markdown(self._idle_status, elem_id="es-train-status", elem_classes=["es-status-line"])
+                self.gallery = gr.Gallery(
+                    label="Previews (newest first)", columns=3, height="auto", elem_id="es-train-gallery"
+                )
+                self.loss_plot = gr.Image(
+                    label="Loss", type="pil", interactive=False, show_download_button=True, elem_id="es-train-loss"
+                )
+        missing = set(form.form_fields()) - set(fields)
+        if missing:  # a new TrainConfig field must get a place on the form (or in form.OWN_CONTROLS)
+            raise RuntimeError(f"Train tab has no field for: {', '.join(sorted(missing))}")
+        self.fields = {name: fields[name] for name in form.form_fields()}
+
+    # -- wiring ----------------------------------------------------------------------------
+    def set_callbacks(self, tabs: dict[str, Tab]) -> None:
+        if self.provider is None:
+            return
+        fields = self.fields
+        live = [self.job_id, self.status, self.gallery, self.loss_plot, self.target_info]
+        train_inputs = [self.job_id, self.model_path, self.dataset, self.kind, self.target, self.vae, *fields.values()]
+        self.train_button.click(self._train, inputs=train_inputs, outputs=live)
+        self.attach_button.click(self._attach, inputs=[self.job_id], outputs=live)
+        # Quick handlers skip the queue, so they answer while a run's handler holds a queue worker.
+        self.interrupt_button.click(self._interrupt, inputs=[self.job_id], outputs=[self.status], queue=False)
+        self.kind.change(
+            self._kind_changed, inputs=[self.kind, self.target, fields["lr"]], outputs=[self.target, fields["lr"]],
+            queue=False,
+        )  # fmt: skip
+        self.target.change(
+            self._target_changed, inputs=[self.kind, self.target], outputs=[self.target_info, fields["clip_skip"]],
+            queue=False,
+        )  # fmt: skip
+        self.target_refresh.click(
+            self._refresh_targets, inputs=[self.kind, self.target], outputs=[self.target], queue=False
+        )
+        self.template_refresh.click(
+            self._refresh_templates, inputs=[fields["templates_dir"], fields["template"]], outputs=[fields["template"]],
+            queue=False,
+        )  # fmt: skip
+        self.model_refresh.click(
+            self._refresh_model, inputs=[self.vae], outputs=[self.model_info, self.vae], queue=False
+        )
+        self.create.set_callbacks(
+            model_path=self.model_path, dataset=self.dataset, clip_skip=fields["clip_skip"], kind=self.kind,
+            target=self.target,
+        )  # fmt: skip
+        self._follow_other_tabs(tabs)
+
+    def _follow_other_tabs(self, tabs: dict[str, Tab]) -> None:
+        """The folder opened in the dataset editor (the step before training) fills an empty dataset field."""
+        for key in ("es-dataset", "es-tagger"):
+            source = getattr(tabs.get(key), "folder", None)
+            if isinstance(source, gr.Textbox):
+                source.blur(
+                    lambda src, cur: cur or (src or "").strip(), inputs=[source, self.dataset], outputs=[self.dataset]
+                )
+
+    # -- small handlers --------------------------------------------------------------------
+    def _idle_status(self) -> str:
+        running = self.host.jobs.active("train")
+        if running:
+            return f"A training run is going ({status_line(running[0].status())}). Press **Show running job** to follow it."
+        return IDLE
+
+    def _kind_changed(self, kind: str, target: str, lr: str):
+        choices = form.trainable_files(kind, self.provider)
+        value = target if target in choices else (choices[0] if choices else "")
+        return gr.update(choices=choices, value=value), form.swap_default_lr(kind, lr)
+
+    def _target_changed(self, kind: str, target: str):
+        if not (target or "").strip():
+            return "", gr.update()
+        try:
+            path = form.resolve_target(kind, target, self.provider)
+        except EmbedStudioError as e:
+            return str(e), gr.update()
+        info = form.describe_target(kind, path)
+        if info.clip_skip is None:
+            return info.text, gr.update()
+        return info.text + " (the form's CLIP skip follows it)", gr.update(value=info.clip_skip)
+
+    def _refresh_targets(self, kind: str, target: str):
+        return gr.update(choices=form.trainable_files(kind, self.provider), value=target)
+
+    @staticmethod
+    def _refresh_templates(templates_dir: str, current: str):
+        choices = list(list_templates((templates_dir or "").strip() or None))
+        return gr.update(choices=choices, value=current)
+
+    def _refresh_model(self, vae: str):
+        vaes = self.provider.vae_choices()
+        return self.provider.describe(), gr.update(choices=vaes, value=vae if vae in vaes else vaes[0])
+
+    def _interrupt(self, job_id: str | None) -> str:
+        job = self._find_job(job_id)
+        if job is None or not job.status().active:
+            return "Nothing is training."
+        job.cancel()
+        return "Interrupting: the current step finishes, then the file and its optimizer state are saved…"
+
+    def _find_job(self, job_id: str | None) -> Job | None:
+        """This browser's run while it is going, else any running training (another tab, the API), else ours."""
+        own = self.host.jobs.get(job_id) if job_id else None
+        if own is not None and own.status().active:
+            return own
+        running = self.host.jobs.active("train")
+        return running[0] if running else own
+
+    # -- training ----------------------------------------------------------------------------
+    def _train(self, job_id: str | None, model_path, dataset, kind, target, vae, *values) -> Iterator[tuple]:
+        running = self._find_job(job_id)
+        if running is not None and running.status().active:
+            yield (
+                running.id, "A training run is going: Interrupt it or wait for it to end (Show running job follows it).",
+                *_unchanged(),
+            )  # fmt: skip
+            return
+        labels = {name: getattr(c, "label", None) or name for name, c in self.fields.items()}
+        try:
+            config, vae = form.build_config(
+                self.provider, kind=kind, model_path=model_path, dataset=dataset, target=target, vae=vae,
+                values=dict(zip(self.fields, values, strict=True)), labels=labels,
+            )  # fmt: skip
+        except EmbedStudioError as e:
+            yield job_id, f"**Cannot start:** {e}", *_unchanged()
+            return
+        job = self.host.submit(make_train_job(config, self.provider, vae))
+        yield from follow_job(job, self._render(job))
+
+    def _attach(self, job_id: str | None) -> Iterator[tuple]:
+        job = self._find_job(job_id)
+        if job is None:
+            yield job_id, "No training run is going.", *_unchanged()
+            return
+        yield from follow_job(job, self._render(job))
+
+    def _render(self, job: Job):
+        """A render function for follow_job that sends the gallery and the plot only when they change."""
+        sent: dict[str, Any] = {"images": _UNSET, "plot": _UNSET}
+
+        def render(status: JobStatus) -> tuple:
+            if status.active:
+                line = status_line(status)
+                notes = status.stats.get("notes") or []
+                if notes:
+                    line += "\n\n" + "\n".join(_note(n) for n in notes)
+            else:
+                line = form.finished_message(status, job.result)
+            images = form.preview_gallery(status.images)
+            gallery = gr.update() if images == sent["images"] else images
+            sent["images"] = images
+            return job.id, line, gallery, self._plot(status, sent), self._target_after(status)
+
+        return render
+
+    @staticmethod
+    def _target_after(status: JobStatus) -> Any:
+        """Once a run has ended, the file's line shows the step it reached."""
+        kind, target = status.stats.get("kind"), status.stats.get("target")
+        if status.active or not kind or not target:
+            return gr.update()
+        return form.describe_target(kind, Path(target)).text
+
+    @staticmethod
+    def _plot(status: JobStatus, sent: dict[str, Any]) -> Any:
+        """The loss plot, redrawn when the loss log changed on disk (it is written at previews, copies and the end)."""
+        from embed_studio.train.lossplot import loss_log_path, render_loss_plot
+
+        log_dir = status.stats.get("log_dir")
+        if not log_dir:
+            return gr.update()
+        path = loss_log_path(log_dir)
+        try:
+            stat = path.stat()
+            key: Any = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            key = None
+        if key == sent["plot"]:
+            return gr.update()
+        sent["plot"] = key
+        if key is None:
+            return None
+        try:
+            return render_loss_plot(path, title=Path(status.stats.get("target", "")).stem)
+        except ImportError:
+            return gr.update()  # no matplotlib: the run is unaffected, only the plot is missing
+
+
+def _note(message: str) -> str:
+    return f"⚠ {message.removeprefix('warning: ')}" if message.startswith("warning: ") else message
+
+
+TAB = TrainTab
