@@ -61,6 +61,16 @@ class HypernetworkData:
             return list(self.dropout_structure)
         return webui_dropout_structure(self.layer_structure, self.use_dropout, self.last_layer_dropout)
 
+    def layout(self) -> list[tuple[str, Any]]:
+        """The layers the WebUI builds for this file (module_layout), the same for every size."""
+        return module_layout(
+            self.layer_structure,
+            self.activation_func,
+            self.is_layer_norm,
+            self.effective_dropout_structure(),
+            self.activate_output,
+        )
+
 
 def webui_dropout_structure(
     layer_structure: list[float] | None, use_dropout: bool, last_layer_dropout: bool
@@ -122,8 +132,8 @@ def module_layout(
     return layout
 
 
-def build_module_stack(dim: int, data: HypernetworkData) -> torch.nn.Sequential:
-    """A torch Sequential with exactly the WebUI's layers for one context size (weights left at torch defaults).
+def build_module_stack(dim: int, layout: list[tuple[str, Any]]) -> torch.nn.Sequential:
+    """A torch Sequential with exactly the WebUI's layers of `layout` for one context size (torch's default weights).
 
     Wrap it as `.linear` of a module (or load keys without the 'linear.' prefix) to use WebUI state dicts.
     """
@@ -131,13 +141,7 @@ def build_module_stack(dim: int, data: HypernetworkData) -> torch.nn.Sequential:
 
     activations = activation_classes()
     items = []
-    for kind, arg in module_layout(
-        data.layer_structure,
-        data.activation_func,
-        data.is_layer_norm,
-        data.effective_dropout_structure(),
-        data.activate_output,
-    ):
+    for kind, arg in layout:
         if kind == "linear":
             items.append(torch.nn.Linear(int(dim * arg[0]), int(dim * arg[1])))
         elif kind == "activation":
@@ -172,9 +176,7 @@ def _state_dict_for_save(sd: dict[str, Any], metadata: collections.OrderedDict) 
 def hypernetwork_to_webui_dict(data: HypernetworkData) -> dict[Any, Any]:
     """The dict Hypernetwork.save writes: size -> (k, v) state dicts, then its settings, then our extras."""
     dropout = data.effective_dropout_structure()
-    layout = module_layout(
-        data.layer_structure, data.activation_func, data.is_layer_norm, dropout, data.activate_output
-    )
+    layout = data.layout()
     out: dict[Any, Any] = {}
     for size in sorted(data.layers):
         pair = data.layers[size]

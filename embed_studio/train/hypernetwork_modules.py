@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from embed_studio.errors import UserInputError
+from embed_studio.formats.hypernetwork import HypernetworkData, activation_classes, build_module_stack, module_layout
 
 WEIGHT_INITS = ("Normal", "XavierUniform", "XavierNormal", "KaimingUniform", "KaimingNormal")
-
-_NAMED_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "linear": nn.Identity,
-    "relu": nn.ReLU,
-    "leakyrelu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "swish": nn.Hardswish,  # the WebUI maps "swish" to Hardswish; keep it so files behave the same there
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-}
-
-
-def activation_choices() -> dict[str, type[nn.Module]]:
-    """Every activation name the WebUI accepts: its named ones plus torch.nn's activation classes, lower-cased."""
-    found = {
-        name.lower(): cls
-        for name, cls in inspect.getmembers(torch.nn.modules.activation, inspect.isclass)
-        if cls.__module__ == "torch.nn.modules.activation"
-    }
-    return {**found, **_NAMED_ACTIVATIONS}
 
 
 def parse_layer_structure(text: str | Sequence[float]) -> list[float]:
@@ -67,7 +47,7 @@ class HypernetworkModule(nn.Module):
         super().__init__()
         self.multiplier = 1.0
         structure = parse_layer_structure(layer_structure)
-        activations = activation_choices()
+        activations = activation_classes()
         if activation_func not in (None, "linear") and activation_func not in activations:
             raise UserInputError(
                 f"Activation {activation_func!r} is unknown; use one of {', '.join(sorted(activations))}."
@@ -76,24 +56,17 @@ class HypernetworkModule(nn.Module):
             raise UserInputError(
                 f"Weight initialization {weight_init!r} is unknown; use one of {', '.join(WEIGHT_INITS)}."
             )
-        if dropout_structure is not None and len(dropout_structure) != len(structure):
-            raise UserInputError(
-                f"Dropout structure {list(dropout_structure)} needs one value per layer ({len(structure)})."
-            )
-        layers: list[nn.Module] = []
-        last = len(structure) - 2
-        for i in range(len(structure) - 1):
-            layers.append(nn.Linear(int(dim * structure[i]), int(dim * structure[i + 1])))
-            if activation_func not in (None, "linear") and (i < last or activate_output):
-                layers.append(activations[activation_func]())
-            if add_layer_norm:
-                layers.append(nn.LayerNorm(int(dim * structure[i + 1])))
-            if dropout_structure is not None and dropout_structure[i + 1] > 0:
-                p = float(dropout_structure[i + 1])
-                if not 0 < p < 1:
-                    raise UserInputError(f"Dropout probability {p} must be between 0 and 1.")
-                layers.append(nn.Dropout(p=p))
-        self.linear = nn.Sequential(*layers)
+        if dropout_structure is not None:
+            if len(dropout_structure) != len(structure):
+                raise UserInputError(
+                    f"Dropout structure {list(dropout_structure)} needs one value per layer ({len(structure)})."
+                )
+            if any(not 0 <= p < 1 for p in dropout_structure):
+                raise UserInputError(
+                    f"Dropout structure {list(dropout_structure)}: each value must be from 0 to below 1."
+                )
+        layout = module_layout(structure, activation_func, add_layer_norm, dropout_structure, activate_output)
+        self.linear = build_module_stack(dim, layout)
         self._initialise(weight_init, activation_func)
 
     def _initialise(self, weight_init: str, activation_func: str | None) -> None:
@@ -123,8 +96,8 @@ class HypernetworkModule(nn.Module):
         return x + self.linear(x) * (1.0 if self.training else self.multiplier)
 
 
-def build_modules(data: object) -> dict[int, tuple[HypernetworkModule, HypernetworkModule]]:
-    """Modules for a formats.hypernetwork.HypernetworkData, loaded from its state dicts."""
+def build_modules(data: HypernetworkData) -> dict[int, tuple[HypernetworkModule, HypernetworkModule]]:
+    """Modules for a HypernetworkData (whose loader already renamed the oldest files' keys), loaded from its state dicts."""
     modules: dict[int, tuple[HypernetworkModule, HypernetworkModule]] = {}
     for size, state_dicts in data.layers.items():
         pair = []
@@ -136,23 +109,12 @@ def build_modules(data: object) -> dict[int, tuple[HypernetworkModule, Hypernetw
                 data.weight_initialization,
                 data.is_layer_norm,
                 data.activate_output,
-                data.dropout_structure,
+                data.effective_dropout_structure(),
             )
-            module.load_state_dict(_fix_old_keys(dict(sd)))
+            module.load_state_dict(sd)
             pair.append(module)
         modules[int(size)] = (pair[0], pair[1])
     return modules
-
-
-def _fix_old_keys(sd: dict) -> dict:
-    # Early WebUI hypernetworks named their two layers linear1/linear2.
-    renames = {
-        "linear1.weight": "linear.0.weight",
-        "linear1.bias": "linear.0.bias",
-        "linear2.weight": "linear.1.weight",
-        "linear2.bias": "linear.1.bias",
-    }
-    return {renames.get(k, k): v for k, v in sd.items()}
 
 
 def modules_state(

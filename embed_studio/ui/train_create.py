@@ -10,8 +10,9 @@ import gradio as gr
 
 from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider
 from embed_studio.errors import EmbedStudioError, UserInputError
+from embed_studio.formats.hypernetwork import activation_classes
 from embed_studio.train.create import MAX_VECTORS, clean_name, default_target, name_clashes
-from embed_studio.train.hypernetwork_modules import WEIGHT_INITS, activation_choices
+from embed_studio.train.hypernetwork_modules import WEIGHT_INITS
 from embed_studio.ui import train_form as form
 from embed_studio.ui.host import UiHost
 
@@ -67,7 +68,7 @@ class CreatePanels:
                 info="Size multipliers per layer, starting and ending with 1.",
             )  # fmt: skip
             self.hn_activation = gr.Dropdown(
-                sorted(activation_choices()), value="linear", label="Activation", elem_id="es-train-hn-activation"
+                sorted(activation_classes()), value="linear", label="Activation", elem_id="es-train-hn-activation"
             )
             self.hn_init = gr.Dropdown(
                 list(WEIGHT_INITS), value="Normal", label="Weight initialization", elem_id="es-train-hn-init"

@@ -35,7 +35,7 @@ def test_module_stack_takes_the_webui_state_dicts(webui_files):
     for size in hn.sizes:
         for sd in hn.layers[size]:
             holder = torch.nn.Module()
-            holder.linear = build_module_stack(size, hn)
+            holder.linear = build_module_stack(size, hn.layout())
             holder.load_state_dict(sd, strict=True)  # every key and shape as the WebUI's HypernetworkModule
     kinds = [kind for kind, _ in module_layout([1, 2, 1], "swish", True, [0, 0, 0], False)]
     assert kinds == ["linear", "activation", "layer_norm", "linear", "layer_norm"]
@@ -76,7 +76,7 @@ def test_new_hypernetwork_round_trip(tmp_path, webui_check):
         last_layer_dropout=True,
     )
     for size in (32, 48):
-        data.layers[size] = [build_module_stack(size, data).state_dict(), build_module_stack(size, data).state_dict()]
+        data.layers[size] = [build_module_stack(size, data.layout()).state_dict() for _ in range(2)]
     data.layers = {s: [{f"linear.{k}": v for k, v in sd.items()} for sd in pair] for s, pair in data.layers.items()}
     path = tmp_path / "fresh.pt"
     save_hypernetwork(data, path)
