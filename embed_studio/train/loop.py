@@ -143,7 +143,9 @@ class _Run:
             return self.result
         for warning in check_resume(self.target.data, self.initial_step, config.clip_skip, self.backend):
             self._warn(warning)
-        self.lines = load_template_lines(config.template, config.templates_dir or None)
+        self.lines = load_template_lines(
+            config.template, config.templates_dir or None, require_name=config.kind == "embedding"
+        )
         self.options = PromptOptions(
             config.shuffle_tags, config.keep_first_tags, config.tag_dropout, config.escape_filewords
         )

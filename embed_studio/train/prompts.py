@@ -40,7 +40,10 @@ def resolve_template(template: str | os.PathLike, extra_dir: str | os.PathLike |
     )
 
 
-def load_template_lines(template: str | os.PathLike, extra_dir: str | os.PathLike | None = None) -> list[str]:
+def load_template_lines(
+    template: str | os.PathLike, extra_dir: str | os.PathLike | None = None, require_name: bool = False
+) -> list[str]:
+    """The template's prompt lines; `require_name` (embeddings) refuses lines without [name]."""
     path = resolve_template(template, extra_dir)
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     lines = [line for line in lines if line]
@@ -48,6 +51,15 @@ def load_template_lines(template: str | os.PathLike, extra_dir: str | os.PathLik
         raise UserInputError(
             f"Prompt template {path} has no lines. Put at least one prompt such as '[filewords], [name]'."
         )
+    if require_name:
+        # A prompt without the embedding gives it no gradient (the WebUI's trainer died on an assertion).
+        missing = [line for line in lines if "[name]" not in line]
+        if missing:
+            raise UserInputError(
+                f"Prompt template {path.name} has {len(missing)} line(s) without [name], e.g. {missing[0]!r}: an "
+                "embedding only learns from prompts that contain it. Add [name] to every line, or pick a template "
+                "such as filewords_name.txt."
+            )
     return lines
 
 

@@ -12,7 +12,7 @@ from embed_studio.dataset.folder import list_images, require_folder
 from embed_studio.errors import DatasetError, EmbedStudioError, UserInputError
 from embed_studio.jobs import CANCELLED, DONE, JobStatus
 from embed_studio.train.config import DEFAULT_EMBEDDING_LR, DEFAULT_HYPERNETWORK_LR, KINDS, TrainConfig
-from embed_studio.train.prompts import resolve_template
+from embed_studio.train.prompts import load_template_lines
 
 # TrainConfig fields the form does not take from its generic field components: the kind, model, dataset,
 # file and VAE have their own controls; the provider decides the device; `extra` is for the API.
@@ -168,7 +168,8 @@ def build_config(
     if not config.templates_dir and provider.templates_dir is not None:
         config.templates_dir = str(provider.templates_dir)
     config.validate()
-    resolve_template(config.template, config.templates_dir or None)  # a missing template fails now, not in the job
+    # A missing template, or one an embedding cannot learn from, fails now rather than in the job.
+    load_template_lines(config.template, config.templates_dir or None, require_name=kind == "embedding")
     return config, vae
 
 
