@@ -1,0 +1,124 @@
+"""In the real WebUI, clicked through in a browser: Embed Studio → Train → create an embedding, train it with
+previews and a loss plot, then use it in txt2img."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import uuid
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from embed_studio.formats.embedding import load_embedding
+
+pytestmark = [pytest.mark.webui, pytest.mark.browser]
+
+TRAIN_TIMEOUT_MS = 300_000  # a safety net against a hung run, not a timing assertion
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Mixed-aspect images with booru captions."""
+    rng = np.random.default_rng(1)
+    for i, size in enumerate([(96, 64), (64, 96), (64, 64), (80, 48)]):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(tmp_path / f"img{i}.png")
+        (tmp_path / f"img{i}.txt").write_text("zangoose_(pokemon), red eyes, solo", encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
+def name(webui):
+    """A fresh embedding name; its file and run folder are removed afterwards."""
+    name = "es-tab-" + uuid.uuid4().hex[:6]
+    yield name
+    (webui.dir / "embeddings" / f"{name}.pt").unlink(missing_ok=True)
+    (webui.dir / "embeddings" / f"{name}.pt.optim").unlink(missing_ok=True)
+    shutil.rmtree(webui.dir / "textual_inversion" / name, ignore_errors=True)
+
+
+def _fill(page, elem_id: str, value) -> None:
+    page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(str(value))
+
+
+def _wait_text(page, elem_id: str, text: str, timeout: float = 60_000) -> str:
+    # gradio 3 gives a Markdown's wrapper and its content the same id: read the last one.
+    page.wait_for_function(
+        "([id, text]) => [...document.querySelectorAll('#' + id)].some(e => e.innerText.includes(text))",
+        arg=[elem_id, text], timeout=timeout,
+    )  # fmt: skip
+    return page.locator(f"#{elem_id}").last.inner_text()
+
+
+def test_create_train_and_use_an_embedding_from_the_tab(webui, browser_page, dataset, name):
+    page = browser_page
+    page.goto(webui.url)
+    page.locator("#tabs > .tab-nav button", has_text="Embed Studio").first.click(timeout=120_000)
+    page.locator("#es-tabs > .tab-nav button", has_text="Train").first.click()
+
+    # The WebUI lends its loaded model: no model box, a line naming the checkpoint, the checkpoint's own VAE.
+    assert not page.locator("#es-train-model").is_visible()
+    assert "tiny-sd1" in _wait_text(page, "es-train-model-info", "tiny-sd1")
+    _fill(page, "es-train-dataset", dataset)
+    _fill(page, "es-train-emb-name", name)
+    _fill(page, "es-train-emb-init", "red eyes")
+    _fill(page, "es-train-emb-vectors", 2)
+    page.locator("#es-train-emb-create").click()
+    assert "It is picked in the Train tab" in _wait_text(page, "es-train-emb-status", "Created")
+    target = webui.dir / "embeddings" / f"{name}.pt"
+    assert load_embedding(target).n_vectors == 2
+
+    page.locator("#es-train-tabs > .tab-nav button", has_text="Train").first.click()
+    assert page.locator("#es-train-target input").first.input_value() == f"{name}.pt"
+    for field, value in (("batch-size", 2), ("grad-accum", 1), ("max-steps", 6), ("preview-every", 3)):
+        _fill(page, f"es-train-{field}", value)
+    _fill(page, "es-train-width", 64)
+    _fill(page, "es-train-height", 64)
+    page.locator("#es-train-previews").get_by_text("Previews").first.click()
+    _fill(page, "es-train-preview-steps", 2)
+    page.locator("#es-train-advanced").get_by_text("Advanced").first.click()
+    _fill(page, "es-train-bucket-step", 32)
+    page.locator("#es-train-start").click()
+
+    text = _wait_text(page, "es-train-status", "Done:", timeout=TRAIN_TIMEOUT_MS)
+    assert f"{name}.pt is at step 6 (6 this run)" in text
+    page.wait_for_function("() => document.querySelectorAll('#es-train-gallery img').length >= 2")
+    page.wait_for_selector("#es-train-loss img[src^='data:image']")
+    _wait_text(page, "es-train-target-info", "at step 6")
+    saved = load_embedding(target)
+    assert saved.step == 6 and saved.sd_checkpoint_name == "tiny-sd1"
+    run = webui.dir / "textual_inversion" / name
+    assert sorted(p.name for p in (run / "images").iterdir()) == [f"{name}-3.png", f"{name}-6.png"]
+
+    # The WebUI knows the new file without a restart, and txt2img uses it (its hash in the infotext).
+    embeddings = requests.get(f"{webui.url}/sdapi/v1/embeddings", timeout=30).json()["loaded"]
+    assert embeddings[name]["step"] == 6
+    body = {"prompt": f"{name}, red eyes", "steps": 2, "width": 64, "height": 64, "seed": 1, "sampler_name": "Euler"}
+    r = requests.post(f"{webui.url}/sdapi/v1/txt2img", json=body, timeout=120)
+    assert r.ok, r.text
+    infotext = json.loads(r.json()["info"])["infotexts"][0]
+    assert f'TI hashes: "{name}: ' in infotext
+    assert Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))).size == (64, 64)
+
+
+def test_a_bad_schedule_is_refused_in_the_form(webui, browser_page, dataset, name):
+    page = browser_page
+    page.goto(webui.url)
+    page.locator("#tabs > .tab-nav button", has_text="Embed Studio").first.click(timeout=120_000)
+    page.locator("#es-tabs > .tab-nav button", has_text="Train").first.click()
+    _fill(page, "es-train-dataset", dataset)
+    _fill(page, "es-train-emb-name", name)
+    page.locator("#es-train-emb-create").click()
+    _wait_text(page, "es-train-emb-status", "Created")
+    page.locator("#es-train-tabs > .tab-nav button", has_text="Train").first.click()
+    _fill(page, "es-train-lr", "0.005:100, fast")
+    page.locator("#es-train-start").click()
+    text = _wait_text(page, "es-train-status", "Cannot start")
+    assert "fast" in text
+    assert load_embedding(webui.dir / "embeddings" / f"{name}.pt").step == 0
+    jobs = requests.get(f"{webui.url}/embed-studio/v1/jobs", timeout=10).json()
+    assert not [job for job in jobs if job["kind"] == "train" and job["active"]]
