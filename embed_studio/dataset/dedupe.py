@@ -53,7 +53,10 @@ def perceptual_hash(img: Image.Image) -> int:
     grey = img.convert("L").resize((_HASH_SIDE, _HASH_SIDE), Image.LANCZOS)
     pixels = np.asarray(grey, dtype=np.float64)
     freq = (_DCT @ pixels @ _DCT.T)[:8, :8].flatten()
-    bits = freq > np.median(freq[1:])  # the DC term would dominate the median
+    # The DC term would dominate the median. The margin keeps flat areas, whose other terms are rounding
+    # noise around 0, from giving random bits (a flat image must hash the same at any size).
+    margin = 1e-6 * (abs(freq[0]) + 1.0)
+    bits = freq > np.median(freq[1:]) + margin
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 

@@ -2,12 +2,14 @@
 
 Needs: SD_WEBUI_DIR (a v1.10.1 checkout with repositories/ and a checkpoint), this repository
 linked or copied into its extensions/ folder, and SD_WEBUI_PYTHON (its interpreter; default
-SD_WEBUI_DIR/venv/bin/python). Every test here skips with the reason when any is missing.
+SD_WEBUI_DIR/venv/bin/python). SD_WEBUI_EXTRA_ARGS adds launch flags (e.g. --lowvram).
+Every test here skips with the reason when any is missing.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -59,6 +61,8 @@ def webui(sd_webui_dir, tmp_path_factory):
         "--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test", "--skip-version-check",
         "--no-download-sd-model", "--disable-safe-unpickle", "--api", "--server-name", "127.0.0.1",
         "--port", str(port), "--ckpt", str(checkpoints[0]),
+        # e.g. SD_WEBUI_EXTRA_ARGS="--lowvram" runs the same tests with the WebUI's module offloading hooks.
+        *shlex.split(os.environ.get("SD_WEBUI_EXTRA_ARGS", "")),
     ]  # fmt: skip
     with open(log, "wb") as out:
         proc = subprocess.Popen(
