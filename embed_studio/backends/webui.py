@@ -529,9 +529,13 @@ class WebUIProvider:
             if sd_hijack.model_hijack.optimization_method != saved_optimization:
                 sd_hijack.model_hijack.apply_optimizations()
 
+    def held_by_current_thread(self) -> bool:
+        """Whether the calling thread is inside session() holding the WebUI's GPU lock (a job's own thread)."""
+        return self._lock_owner == threading.get_ident()
+
     def refresh(self, kind: str, path: Path) -> None:
         """Reload the WebUI's embedding or hypernetwork list so `path` is usable without a restart."""
-        held = self._lock_owner == threading.get_ident()
+        held = self.held_by_current_thread()
         if not held:
             call_queue.queue_lock.acquire()
         try:

@@ -240,7 +240,9 @@ class _Run:
                 self.loss_log.add(self.step, epoch, loss, lr, ips)
                 report.progress(
                     self.step - self.initial_step, self.end - self.initial_step,
-                    f"{config.name} step {self.step}/{self.end}",
+                    # The counts are this run's (for it/s and ETA); a resumed file's own step is named here.
+                    f"{config.name} epoch {epoch}, lr {lr:.3g}"
+                    + (f", file at step {self.step}/{self.end}" if self.initial_step else ""),
                     loss=loss, lr=lr, epoch=epoch, images_per_s=round(ips, 3), label="step",
                 )  # fmt: skip
                 self._checkpoint()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,14 @@ IDLE = "Pick the file to train and the dataset, then press **Train**."
 _UNSET = object()
 
 
-def _unchanged() -> tuple[Any, Any, Any]:
-    """No change to the gallery, the loss plot and the file's line (fresh dicts: gradio may edit them)."""
-    return gr.update(), gr.update(), gr.update()
+def _unchanged() -> tuple[Any, Any, Any, Any]:
+    """No change to the gallery, the loss plot, the file's line and the job marker (fresh dicts: gradio may edit them)."""
+    return gr.update(), gr.update(), gr.update(), gr.update()
+
+
+def job_marker(job_id: str, active: bool) -> str:
+    """What javascript/es-train.js reads to show the run in the host's progress bar (the WebUI's)."""
+    return f'<div data-es-job="{html.escape(job_id)}" data-es-active="{int(active)}"></div>'
 
 
 class TrainTab(Tab):
@@ -157,6 +163,8 @@ class TrainTab(Tab):
                     self.train_button = gr.Button("Train", variant="primary", elem_id="es-train-start")
                     self.interrupt_button = gr.Button("Interrupt", elem_id="es-train-interrupt")
                     self.attach_button = gr.Button("Show running job", elem_id="es-train-attach")
+                # Inside the WebUI its progress bar appears here (javascript/es-train.js).
+                self.job_marker = gr.HTML("", elem_id="es-train-job")
                 self.status = gr.Markdown(self._idle_status, elem_id="es-train-status", elem_classes=["es-status-line"])
                 self.gallery = gr.Gallery(
                     label="Previews (newest first)", columns=3, height="auto", elem_id="es-train-gallery"
@@ -174,7 +182,7 @@ class TrainTab(Tab):
         if self.provider is None:
             return
         fields = self.fields
-        live = [self.job_id, self.status, self.gallery, self.loss_plot, self.target_info]
+        live = [self.job_id, self.status, self.gallery, self.loss_plot, self.target_info, self.job_marker]
         train_inputs = [self.job_id, self.model_path, self.dataset, self.kind, self.target, self.vae, *fields.values()]
         self.train_button.click(self._train, inputs=train_inputs, outputs=live)
         self.attach_button.click(self._attach, inputs=[self.job_id], outputs=live)
@@ -307,7 +315,8 @@ class TrainTab(Tab):
             images = form.preview_gallery(status.images)
             gallery = gr.update() if images == sent["images"] else images
             sent["images"] = images
-            return job.id, line, gallery, self._plot(status, sent), self._target_after(status)
+            marker = job_marker(job.id, status.active)
+            return job.id, line, gallery, self._plot(status, sent), self._target_after(status), marker
 
         return render
 

@@ -104,6 +104,22 @@ def test_create_train_and_use_an_embedding_from_the_tab(webui, browser_page, dat
     assert f'TI hashes: "{name}: ' in infotext
     assert Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))).size == (64, 64)
 
+    # A long run shows in the WebUI's own progress bar and state, and the WebUI's Interrupt stops it, saved.
+    _fill(page, "es-train-max-steps", 100000)
+    _fill(page, "es-train-preview-every", 0)
+    page.locator("#es-train-start").click()
+    bar = page.locator(".progressDiv")
+    page.wait_for_function(
+        "() => /step \\d+\\/\\d+ · loss/.test(document.querySelector('.progressDiv')?.innerText || '')", timeout=120_000
+    )
+    state = requests.get(f"{webui.url}/sdapi/v1/progress?skip_current_image=true", timeout=30).json()["state"]
+    assert state["job"].startswith("embed-studio-train-"), state
+    assert requests.post(f"{webui.url}/sdapi/v1/interrupt", timeout=30).ok
+    text = _wait_text(page, "es-train-status", "Interrupted", timeout=TRAIN_TIMEOUT_MS)
+    assert "press Train with the same file to resume" in text
+    bar.wait_for(state="detached", timeout=30_000)
+    assert load_embedding(target).step > 6
+
 
 def test_a_bad_schedule_is_refused_in_the_form(webui, browser_page, dataset, name):
     page = browser_page
