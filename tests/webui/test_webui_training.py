@@ -244,3 +244,43 @@ def test_txt2img_waits_for_training_and_cancel_releases_the_model(webui, tag, da
     assert 40 < load_embedding(emb_path).step < 500  # the state at the cancel is saved
     _, info = _txt2img(webui, name)  # the model is free again, with the embedding usable
     assert f'TI hashes: "{name}: ' in info
+
+
+@pytest.fixture
+def sd2_model(webui):
+    """Switch the WebUI to a tiny SD 2.x v-prediction checkpoint (tiny-sd2*), and back to the first one after."""
+    models = requests.get(f"{webui.url}/sdapi/v1/sd-models", timeout=30).json()
+    sd2 = [m for m in models if m["model_name"].startswith("tiny-sd2")]
+    if not sd2:
+        pytest.skip("no tiny-sd2* checkpoint (with its v-prediction yaml) in SD_WEBUI_DIR/models/Stable-diffusion")
+    original = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["sd_model_checkpoint"]
+    r = requests.post(f"{webui.url}/sdapi/v1/options", json={"sd_model_checkpoint": sd2[0]["title"]}, timeout=300)
+    assert r.ok, r.text
+    yield sd2[0]
+    requests.post(f"{webui.url}/sdapi/v1/options", json={"sd_model_checkpoint": original}, timeout=300)
+
+
+def test_sd2_v_prediction_embedding_and_hypernetwork(webui, sd2_model, tag, dataset, cleanup):
+    name = f"{tag}-sd2"
+    emb_path = webui.dir / "embeddings" / f"{name}.pt"
+    hn_path = webui.dir / "models" / "hypernetworks" / f"{name}-hn.pt"
+    cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
+    cleanup += [hn_path, hn_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / f"{name}-hn"]
+
+    _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "black hair", "n_vectors": 2})
+    created = load_embedding(emb_path)
+    before, _ = _txt2img(webui, f"{name}, red eyes")
+    _run(webui, "train", _train(name, "embedding", dataset, max_steps=6, batch_size=2, lr="0.005"))
+    trained = load_embedding(emb_path)
+    assert trained.step == 6 and trained.sd_checkpoint_name == sd2_model["model_name"]
+    assert trained.extra["embed_studio"]["prediction_type"] == "v_prediction"
+    assert trained.vectors.shape == created.vectors.shape and not np.allclose(trained.vectors, created.vectors)
+    after, info = _txt2img(webui, f"{name}, red eyes")
+    assert f'TI hashes: "{name}: ' in info and not np.array_equal(before, after)
+
+    _run(webui, "create", {"kind": "hypernetwork", "name": f"{name}-hn", "activation_func": "relu"})
+    plain, _ = _txt2img(webui, "red eyes")
+    _run(webui, "train", _train(f"{name}-hn", "hypernetwork", dataset, max_steps=4, batch_size=2, lr="0.01"))
+    assert load_hypernetwork(hn_path).step == 4
+    with_hn, _ = _txt2img(webui, f"red eyes <hypernet:{name}-hn:1>")
+    assert not np.array_equal(plain, with_hn)
