@@ -32,7 +32,8 @@
         if (task === following || ended[task]) {
             return;
         }
-        var anchor = root.querySelector("#es-train-job");
+        // gradio 3 gives the block and its content the same id: the content sits where the bar belongs.
+        var anchor = root.querySelector(".prose#es-train-job") || root.querySelector("#es-train-job");
         following = task;
         requestProgress(task, anchor, null, function () {
             ended[task] = true;

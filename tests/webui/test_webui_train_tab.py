@@ -112,6 +112,10 @@ def test_create_train_and_use_an_embedding_from_the_tab(webui, browser_page, dat
     page.wait_for_function(
         "() => /step \\d+\\/\\d+ · loss/.test(document.querySelector('.progressDiv')?.innerText || '')", timeout=120_000
     )
+    # Drawn beside the job marker, just above the status line (not at the top of the column).
+    assert page.evaluate(
+        "document.querySelector('.progressDiv').parentNode.querySelector('.prose#es-train-job') !== null"
+    )
     state = requests.get(f"{webui.url}/sdapi/v1/progress?skip_current_image=true", timeout=30).json()["state"]
     assert state["job"].startswith("embed-studio-train-"), state
     assert requests.post(f"{webui.url}/sdapi/v1/interrupt", timeout=30).ok
