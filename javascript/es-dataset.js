@@ -3,18 +3,6 @@
 (function () {
     "use strict";
 
-    function embedStudioRoot() {
-        // The WebUI's gradioApp() may be a shadow root; the standalone app is the plain document.
-        if (typeof gradioApp === "function") {
-            try {
-                return gradioApp() || document;
-            } catch (e) {
-                return document;
-            }
-        }
-        return document;
-    }
-
     function embedStudioDatasetDirty() {
         var marker = embedStudioRoot().querySelector("#es-dataset-dirty [data-es-dirty]");
         return !!marker && marker.getAttribute("data-es-dirty") === "1";

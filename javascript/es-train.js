@@ -8,17 +8,6 @@
     var following = null;
     var ended = {};
 
-    function embedStudioRoot() {
-        if (typeof gradioApp === "function") {
-            try {
-                return gradioApp() || document;
-            } catch (e) {
-                return document;
-            }
-        }
-        return document;
-    }
-
     function embedStudioFollowTrainJob() {
         if (typeof requestProgress !== "function") {
             return;

@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-JS = Path(__file__).resolve().parents[2] / "javascript" / "es-dataset.js"
+JS_DIR = Path(__file__).resolve().parents[2] / "javascript"
 
 
 def texts(folder):
@@ -30,11 +30,17 @@ def panel_url(serve_blocks, tmp_path):
     return serve_blocks(demo)
 
 
+def add_extension_scripts(page) -> None:
+    """The WebUI loads javascript/*.js itself, in name order; the bare Blocks does not."""
+    for js in sorted(JS_DIR.glob("*.js")):
+        page.add_script_tag(path=str(js))
+
+
 def test_open_delete_everywhere_save_restore(panel_url, browser_page, dataset):
     page = browser_page
     before = texts(dataset)
     page.goto(panel_url)
-    page.add_script_tag(path=str(JS))  # the WebUI loads javascript/*.js itself; the bare Blocks does not
+    add_extension_scripts(page)
     status = page.locator("#es-dataset-status").first
 
     page.locator("#es-dataset-folder textarea").fill(str(dataset))
@@ -73,7 +79,7 @@ def test_unsaved_edits_ask_before_reopen_and_unload(panel_url, browser_page, dat
 
     page = browser_page
     page.goto(panel_url)
-    page.add_script_tag(path=str(JS))
+    add_extension_scripts(page)
     status = page.locator("#es-dataset-status").first
     page.locator("#es-dataset-folder textarea").fill(str(dataset))
     page.locator("#es-dataset-open").click()
