@@ -21,8 +21,10 @@
         if (task === following || ended[task]) {
             return;
         }
-        // gradio 3 gives the block and its content the same id: the content sits where the bar belongs.
-        var anchor = root.querySelector(".prose#es-train-job") || root.querySelector("#es-train-job");
+        var anchor = root.querySelector("#es-train-progress .es-progress-anchor");
+        if (!anchor) {
+            return;
+        }
         following = task;
         requestProgress(task, anchor, null, function () {
             ended[task] = true;

@@ -163,7 +163,9 @@ class TrainTab(Tab):
                     self.train_button = gr.Button("Train", variant="primary", elem_id="es-train-start")
                     self.interrupt_button = gr.Button("Interrupt", elem_id="es-train-interrupt")
                     self.attach_button = gr.Button("Show running job", elem_id="es-train-attach")
-                # Inside the WebUI its progress bar appears here (javascript/es-train.js).
+                # Inside the WebUI its progress bar appears in the anchor (javascript/es-train.js), which no event
+                # updates, so gradio never re-renders it away; the job marker beside it says which run to show.
+                gr.HTML('<div class="es-progress-anchor"></div>', elem_id="es-train-progress")
                 self.job_marker = gr.HTML("", elem_id="es-train-job")
                 self.status = gr.Markdown(self._idle_status, elem_id="es-train-status", elem_classes=["es-status-line"])
                 self.gallery = gr.Gallery(

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import shutil
+import time
 import uuid
 
 import numpy as np
@@ -112,10 +113,9 @@ def test_create_train_and_use_an_embedding_from_the_tab(webui, browser_page, dat
     page.wait_for_function(
         "() => /step \\d+\\/\\d+ · loss/.test(document.querySelector('.progressDiv')?.innerText || '')", timeout=120_000
     )
-    # Drawn beside the job marker, just above the status line (not at the top of the column).
-    assert page.evaluate(
-        "document.querySelector('.progressDiv').parentNode.querySelector('.prose#es-train-job') !== null"
-    )
+    # Drawn in its anchor just above the status line (not at the top of the column), and it stays there.
+    page.wait_for_timeout(3000)
+    assert page.locator("#es-train-progress .progressDiv").count() == 1
     state = requests.get(f"{webui.url}/sdapi/v1/progress?skip_current_image=true", timeout=30).json()["state"]
     assert state["job"].startswith("embed-studio-train-"), state
     assert requests.post(f"{webui.url}/sdapi/v1/interrupt", timeout=30).ok
@@ -142,3 +142,39 @@ def test_a_bad_schedule_is_refused_in_the_form(webui, browser_page, dataset, nam
     assert load_embedding(webui.dir / "embeddings" / f"{name}.pt").step == 0
     jobs = requests.get(f"{webui.url}/embed-studio/v1/jobs", timeout=10).json()
     assert not [job for job in jobs if job["kind"] == "train" and job["active"]]
+
+
+def test_a_run_started_from_the_api_is_followed_and_interrupted_in_the_tab(webui, browser_page, dataset, name):
+    def post(route: str, body: dict) -> dict:
+        r = requests.post(f"{webui.url}/embed-studio/v1/{route}", json=body, timeout=60)
+        assert r.ok, r.text
+        return r.json()
+
+    def status(job: dict) -> dict:
+        return requests.get(f"{webui.url}/embed-studio/v1/jobs/{job['id']}", timeout=30).json()
+
+    created = post("create", {"kind": "embedding", "name": name, "init_text": "red eyes", "n_vectors": 2})
+    deadline = time.monotonic() + 60
+    while status(created)["active"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert status(created)["state"] == "done", status(created)
+    job = post(
+        "train",
+        {"kind": "embedding", "target": name, "dataset": str(dataset), "width": 64, "height": 64, "bucket_step": 32,
+         "max_steps": 100000, "lr": "0.005", "grad_accum": 1, "save_every": 0, "preview_every": 0},
+    )  # fmt: skip
+
+    page = browser_page
+    page.goto(webui.url)
+    page.locator("#tabs > .tab-nav button", has_text="Embed Studio").first.click(timeout=120_000)
+    page.locator("#es-tabs > .tab-nav button", has_text="Train").first.click()
+    page.locator("#es-train-tabs > .tab-nav button", has_text="Train").first.click()
+    assert "A training run is going" in _wait_text(page, "es-train-status", "Show running job")
+    page.locator("#es-train-attach").click()
+    _wait_text(page, "es-train-status", "loss", timeout=TRAIN_TIMEOUT_MS)
+    page.locator("#es-train-interrupt").click()
+    text = _wait_text(page, "es-train-status", "Interrupted", timeout=TRAIN_TIMEOUT_MS)
+    assert f"{name}.pt" in text
+    final = status(job)
+    assert final["state"] == "cancelled" and not final["active"]  # the tab stopped the API's own job object
+    assert load_embedding(webui.dir / "embeddings" / f"{name}.pt").step > 0
