@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from embed_studio.backends.base import Backend
+from embed_studio.errors import UserInputError
 
 CHECKPOINT_VAE = "Checkpoint's own VAE"
 
@@ -41,6 +42,25 @@ class BackendProvider(Protocol):
 
     def refresh(self, kind: str, path: Path) -> None:
         """Make a file just written visible to the host (the WebUI's embedding and hypernetwork lists)."""
+
+
+def folder_for(kind: str, provider: BackendProvider) -> Path:
+    return Path(provider.hypernetworks_dir if kind == "hypernetwork" else provider.embeddings_dir)
+
+
+def resolve_target(kind: str, value: str | None, provider: BackendProvider) -> Path:
+    """The file to train: a name relative to the kind's folder ('.pt' optional; the WebUI's folders nest), or a
+    typed absolute path."""
+    text = (value or "").strip().strip('"')
+    if not text:
+        what = "an embedding" if kind == "embedding" else "a hypernetwork"
+        raise UserInputError(f"Pick the file to train: {what} from the list, or create one first.")
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        path = folder_for(kind, provider) / path
+    if path.suffix.lower() not in (".pt", ".safetensors"):
+        path = path.with_name(path.name + ".pt")
+    return path
 
 
 class StandaloneProvider:
@@ -72,7 +92,6 @@ class StandaloneProvider:
     @contextlib.contextmanager
     def session(self, model: str, vae: str = CHECKPOINT_VAE, clip_skip: int = 1) -> Iterator[Backend]:
         from embed_studio.backends.standalone import StandaloneBackend
-        from embed_studio.errors import UserInputError
 
         if not model:
             raise UserInputError("Choose a model: a diffusers folder or a .safetensors/.ckpt checkpoint file.")

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider
+from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, folder_for
 from embed_studio.errors import EmbedStudioError, UserInputError
 from embed_studio.formats.hypernetwork import activation_classes
 from embed_studio.train.create import MAX_VECTORS, clean_name, default_target, name_clashes
@@ -110,7 +110,7 @@ class CreatePanels:
     def _new_path(self, kind: str, name: str, overwrite: bool) -> Path:
         if not (name or "").strip():
             raise UserInputError("Enter a name first.")
-        path = default_target(form.folder_for(kind, self.provider), name)
+        path = default_target(folder_for(kind, self.provider), name)
         if path.exists() and not overwrite:
             raise UserInputError(
                 f"{path.name} already exists. Pick another name, tick Overwrite to replace it, or Train that file "
@@ -124,7 +124,7 @@ class CreatePanels:
     def _picked(self, kind: str, path: Path) -> tuple[Any, Any]:
         """Updates that point the Train form at the new file."""
         choices = form.trainable_files(kind, self.provider)
-        folder = form.folder_for(kind, self.provider)
+        folder = folder_for(kind, self.provider)
         value = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else str(path)
         return gr.update(value=kind), gr.update(choices=choices, value=value)
 

@@ -7,7 +7,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider
+from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, folder_for, resolve_target
 from embed_studio.dataset.folder import list_images, require_folder
 from embed_studio.errors import DatasetError, EmbedStudioError, UserInputError
 from embed_studio.jobs import CANCELLED, DONE, JobStatus
@@ -96,24 +96,6 @@ def trainable_files(kind: str, provider: BackendProvider) -> list[str]:
     suffixes = TRAINABLE_SUFFIXES.get(kind, (".pt",))
     found = [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes]
     return sorted((p.relative_to(folder).as_posix() for p in found), key=str.lower)
-
-
-def folder_for(kind: str, provider: BackendProvider) -> Path:
-    return Path(provider.hypernetworks_dir if kind == "hypernetwork" else provider.embeddings_dir)
-
-
-def resolve_target(kind: str, value: str | None, provider: BackendProvider) -> Path:
-    """A name from the list (relative to the kind's folder, '.pt' optional) or a typed absolute path."""
-    text = (value or "").strip().strip('"')
-    if not text:
-        what = "an embedding" if kind == "embedding" else "a hypernetwork"
-        raise UserInputError(f"Pick the file to train: {what} from the list, or create one first.")
-    path = Path(text).expanduser()
-    if not path.is_absolute():
-        path = folder_for(kind, provider) / path
-    if path.suffix.lower() not in (".pt", ".safetensors"):
-        path = path.with_name(path.name + ".pt")
-    return path
 
 
 def model_for(provider: BackendProvider, model_path: str | None) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider
+from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, resolve_target
 from embed_studio.errors import EmbedStudioError
 from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
@@ -239,7 +239,7 @@ class TrainTab(Tab):
         if not (target or "").strip():
             return "", gr.update()
         try:
-            path = form.resolve_target(kind, target, self.provider)
+            path = resolve_target(kind, target, self.provider)
         except EmbedStudioError as e:
             return str(e), gr.update()
         info = form.describe_target(kind, path)

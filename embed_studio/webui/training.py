@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
-from embed_studio.backends.provider import CHECKPOINT_VAE
+from embed_studio.backends.provider import CHECKPOINT_VAE, resolve_target
 from embed_studio.errors import UserInputError
 from embed_studio.jobs import Job, registry
 
@@ -25,24 +24,13 @@ def get_provider() -> Any:
         return _provider
 
 
-def _target_path(kind: str, target: str, provider: Any) -> Path:
-    """A bare name means <embeddings or hypernetworks dir>/<name>.pt, like the WebUI's dropdowns."""
-    path = Path(target).expanduser()
-    if path.is_absolute() or len(path.parts) > 1:
-        return path
-    folder = provider.embeddings_dir if kind == "embedding" else provider.hypernetworks_dir
-    return folder / (path.name if path.suffix in (".pt", ".safetensors") else f"{path.name}.pt")
-
-
 def training_config(config: dict[str, Any], provider: Any) -> tuple[Any, str]:
     """A validated TrainConfig for the WebUI (its model, folders and CLIP skip as defaults) and the VAE choice."""
     from embed_studio.train.config import TrainConfig
 
     data = dict(config)
     kind = data.get("kind", "embedding")
-    if not data.get("target"):
-        raise UserInputError("No file to train given: pick an embedding or hypernetwork (or create one first).")
-    data["target"] = str(_target_path(kind, str(data["target"]), provider))
+    data["target"] = str(resolve_target(kind, data.get("target"), provider))
     data["model"] = data.get("model") or provider.model_title()
     data.setdefault("clip_skip", provider.default_clip_skip())
     if provider.templates_dir is not None:
@@ -98,7 +86,7 @@ def start_create_job(
 
     provider = provider or get_provider()
     name = clean_name(name)
-    path = _target_path(kind, name, provider)
+    path = resolve_target(kind, name, provider)
     if path.exists() and not overwrite:
         raise UserInputError(f"{path} already exists. Pick another name, or train that file to continue it.")
 
