@@ -155,6 +155,24 @@ def build_config(
     return config, vae
 
 
+def saved_run(kind: str, path: Path, provider: BackendProvider) -> TrainConfig:
+    """The settings of the latest run that trained `path` (the config.json each run writes in its log folder)."""
+    runs = []
+    for candidate in Path(provider.log_dir).glob("*/config.json"):
+        try:
+            config = TrainConfig.load_json(candidate)
+        except EmbedStudioError:
+            continue  # a damaged or older file: not this run's
+        if config.kind == kind and Path(config.target) == path:
+            runs.append((candidate.stat().st_mtime, config))
+    if not runs:
+        raise UserInputError(
+            f"No saved run settings for {path.name} in {provider.log_dir}: set the form and press Train (it resumes "
+            "the file from its step too)."
+        )
+    return max(runs, key=lambda run: run[0])[1]
+
+
 @dataclasses.dataclass
 class TargetInfo:
     text: str

@@ -162,6 +162,7 @@ class TrainTab(Tab):
                 with gr.Row():
                     self.train_button = gr.Button("Train", variant="primary", elem_id="es-train-start")
                     self.interrupt_button = gr.Button("Interrupt", elem_id="es-train-interrupt")
+                    self.resume_button = gr.Button("Resume", elem_id="es-train-resume")
                     self.attach_button = gr.Button("Show running job", elem_id="es-train-attach")
                 # Inside the WebUI its progress bar appears in the anchor (javascript/es-train.js), which no event
                 # updates, so gradio never re-renders it away; the job marker beside it says which run to show.
@@ -188,6 +189,11 @@ class TrainTab(Tab):
         train_inputs = [self.job_id, self.model_path, self.dataset, self.kind, self.target, self.vae, *fields.values()]
         self.train_button.click(self._train, inputs=train_inputs, outputs=live)
         self.attach_button.click(self._attach, inputs=[self.job_id], outputs=live)
+        # Resume: the file's last run settings back into the form (e.g. after a reload), then Train as usual.
+        self.resume_button.click(
+            self._load_saved_run, inputs=[self.kind, self.target],
+            outputs=[self.model_path, self.dataset, self.vae, *fields.values()], queue=False,
+        ).success(self._train, inputs=train_inputs, outputs=live)  # fmt: skip
         # Quick handlers skip the queue, so they answer while a run's handler holds a queue worker.
         self.interrupt_button.click(self._interrupt, inputs=[self.job_id], outputs=[self.status], queue=False)
         self.kind.change(
@@ -258,6 +264,15 @@ class TrainTab(Tab):
     def _refresh_model(self, vae: str):
         vaes = self.provider.vae_choices()
         return self.provider.describe(), gr.update(choices=vaes, value=vae if vae in vaes else vaes[0])
+
+    def _load_saved_run(self, kind: str, target: str) -> list[Any]:
+        try:
+            config = form.saved_run(kind, resolve_target(kind, target, self.provider), self.provider)
+        except EmbedStudioError as e:
+            raise gr.Error(str(e)) from e
+        vae = config.vae if config.vae in self.provider.vae_choices() else CHECKPOINT_VAE
+        model = config.model if self.provider.needs_model_path else gr.update()
+        return [model, config.dataset, vae, *(getattr(config, name) for name in self.fields)]
 
     def _interrupt(self, job_id: str | None) -> str:
         job = self._find_job(job_id)

@@ -319,7 +319,7 @@ def test_create_errors_and_a_bad_schedule_start_nothing(studio):
 
 
 @pytest.mark.browser
-def test_train_with_live_previews_and_loss_plot_then_interrupt_and_resume(studio, tmp_path):
+def test_train_with_live_previews_and_loss_plot_then_interrupt_and_resume(studio, train_dataset):
     from embed_studio.formats.embedding import load_embedding
 
     page, host, provider, started = studio
@@ -375,3 +375,36 @@ def test_train_with_live_previews_and_loss_plot_then_interrupt_and_resume(studio
     interrupted_at = load_embedding(target).step
     assert interrupted_at > 4
     assert not host.jobs.active("train")
+
+    # After a reload the form is back at its defaults; Resume puts the run's own settings back and goes on.
+    page.reload()
+    _fill(page, "es-train-model", "")  # the saved run knows its model too
+    _open_subtab(page, "Train")
+    page.locator("#es-train-target input").first.fill("mychar.pt")
+    page.locator("#es-train-target input").first.press("Enter")
+    page.locator("#es-train-resume").click()
+    text = _wait_text(page, "es-train-status", f"resuming mychar.pt at step {interrupted_at}")
+    assert page.locator("#es-train-batch-size input").first.input_value() == "2"
+    assert page.locator("#es-train-max-steps input").first.input_value() == "100000"
+    assert page.locator("#es-train-dataset textarea").first.input_value() == str(train_dataset)
+    page.wait_for_function(  # a step of this run is done, so the interrupt saves a later step
+        "() => [...document.querySelectorAll('#es-train-status')].some(e => /step [1-9]\\d*\\/\\d+ · loss/.test(e.innerText))"
+    )
+    page.locator("#es-train-interrupt").click()
+    _wait_text(page, "es-train-status", "Interrupted")
+    assert started[-1].wait(30) and len(started) == 3
+    assert load_embedding(target).step > interrupted_at
+
+
+def test_resume_without_saved_settings_says_what_to_do(tmp_path, provider):
+    import gradio as gr
+
+    from embed_studio.ui.train_tab import TrainTab
+
+    (provider.embeddings_dir / "fresh.pt").write_bytes(b"x")
+    host = UiHost(name="standalone", models_dir=tmp_path, output_dir=tmp_path, backend_provider=provider)
+    with gr.Blocks():
+        tab = TrainTab(host)
+        tab.create_ui()
+    with pytest.raises(gr.Error, match="No saved run settings for fresh.pt"):
+        tab._load_saved_run("embedding", "fresh.pt")

@@ -177,4 +177,20 @@ def test_a_run_started_from_the_api_is_followed_and_interrupted_in_the_tab(webui
     assert f"{name}.pt" in text
     final = status(job)
     assert final["state"] == "cancelled" and not final["active"]  # the tab stopped the API's own job object
-    assert load_embedding(webui.dir / "embeddings" / f"{name}.pt").step > 0
+    stopped_at = load_embedding(webui.dir / "embeddings" / f"{name}.pt").step
+    assert stopped_at > 0
+
+    # Resume takes that run's settings (written by the API's run) into the form and goes on from the file's step.
+    page.locator("#es-train-target input").first.fill(f"{name}.pt")
+    page.locator("#es-train-target input").first.press("Enter")
+    page.locator("#es-train-resume").click()
+    _wait_text(page, "es-train-status", f"resuming {name}.pt at step {stopped_at}", timeout=TRAIN_TIMEOUT_MS)
+    assert page.locator("#es-train-max-steps input").first.input_value() == "100000"
+    assert page.locator("#es-train-dataset textarea").first.input_value() == str(dataset)
+    page.wait_for_function(  # a step of this run is done, so the interrupt saves a later step
+        "() => [...document.querySelectorAll('#es-train-status')].some(e => /step [1-9]\\d*\\/\\d+ · loss/.test(e.innerText))",
+        timeout=TRAIN_TIMEOUT_MS,
+    )
+    page.locator("#es-train-interrupt").click()
+    _wait_text(page, "es-train-status", "Interrupted", timeout=TRAIN_TIMEOUT_MS)
+    assert load_embedding(webui.dir / "embeddings" / f"{name}.pt").step > stopped_at
