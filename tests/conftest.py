@@ -140,3 +140,42 @@ def read_only_dir(tmp_path):
 
     yield SimpleNamespace(path=mnt, make_read_only=make_read_only)
     subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+class TrainPanel:
+    """Drives the Train panel in a page (standalone or inside the WebUI): fields, sub-tabs, a small run."""
+
+    def __init__(self, page):
+        self.page = page
+
+    def fill(self, elem_id: str, value) -> None:
+        self.page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(str(value))
+
+    def open_subtab(self, title: str) -> None:
+        self.page.locator("#es-train-tabs > .tab-nav button", has_text=title).first.click()
+
+    def wait_text(self, elem_id: str, text: str, timeout: float = 60_000) -> str:
+        # gradio 3 gives a Markdown's wrapper and its content the same id: any of them may hold the text.
+        self.page.wait_for_function(
+            "([id, text]) => [...document.querySelectorAll('#' + id)].some(e => e.innerText.includes(text))",
+            arg=[elem_id, text], timeout=timeout,
+        )  # fmt: skip
+        return self.page.locator(f"#{elem_id}").last.inner_text()
+
+    def start_small_run(self, max_steps: int, preview_every: int) -> None:
+        """Batch 2 on a 64x64 area with 32-pixel buckets and 2-step previews: a run the tiny models finish fast."""
+        for name, value in (("batch-size", 2), ("grad-accum", 1), ("max-steps", max_steps)):
+            self.fill(f"es-train-{name}", value)
+        self.fill("es-train-preview-every", preview_every)
+        self.fill("es-train-width", 64)
+        self.fill("es-train-height", 64)
+        self.page.locator("#es-train-previews").get_by_text("Previews").first.click()
+        self.fill("es-train-preview-steps", 2)
+        self.page.locator("#es-train-advanced").get_by_text("Advanced").first.click()
+        self.fill("es-train-bucket-step", 32)
+        self.page.locator("#es-train-start").click()
+
+
+@pytest.fixture
+def train_panel(browser_page) -> TrainPanel:
+    return TrainPanel(browser_page)

@@ -242,78 +242,63 @@ def _build(host):
     return demo
 
 
-def _fill(page, elem_id: str, value) -> None:
-    page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(str(value))
-
-
-def _open_subtab(page, title: str) -> None:
-    page.locator("#es-train-tabs > .tab-nav button", has_text=title).first.click()
-
-
-def _wait_text(page, elem_id: str, text: str, timeout: float = 60_000) -> str:
-    page.wait_for_function(
-        "([id, text]) => (document.querySelector('#' + id) || {}).innerText?.includes(text)",
-        arg=[elem_id, text], timeout=timeout,
-    )  # fmt: skip
-    return page.locator(f"#{elem_id}").first.inner_text()
-
-
 @pytest.fixture
-def studio(tmp_path, serve_blocks, browser_page, tiny_model, train_dataset, one_thread):
-    """The Train panel on a standalone host; returns (page, host, provider, started jobs)."""
+def studio(tmp_path, serve_blocks, train_panel, tiny_model, train_dataset, one_thread):
+    """The Train panel on a standalone host; returns (panel driver, host, provider, started jobs)."""
     started = []
     provider = StandaloneProvider(tmp_path / "out", device="cpu")
     host = UiHost(
         name="standalone", models_dir=tmp_path / "models", output_dir=tmp_path / "out", jobs=JobRegistry(),
         on_job_started=started.append, backend_provider=provider,
     )  # fmt: skip
-    page = browser_page
-    page.goto(serve_blocks(_build(host)))
-    _fill(page, "es-train-model", tiny_model)
-    _fill(page, "es-train-dataset", train_dataset)
-    return page, host, provider, started
+    panel = train_panel
+    panel.page.goto(serve_blocks(_build(host)))
+    panel.fill("es-train-model", tiny_model)
+    panel.fill("es-train-dataset", train_dataset)
+    return panel, host, provider, started
 
 
 @pytest.mark.browser
 def test_create_errors_and_a_bad_schedule_start_nothing(studio):
-    page, host, provider, started = studio
+    panel, host, provider, started = studio
+    page = panel.page
     # The guide's "more tokens than vectors kills the embedding": refused with the library's fix.
-    _fill(page, "es-train-emb-name", "mychar")
-    _fill(page, "es-train-emb-init", "black hair red eyes smile dress")
-    _fill(page, "es-train-emb-vectors", 1)
+    panel.fill("es-train-emb-name", "mychar")
+    panel.fill("es-train-emb-init", "black hair red eyes smile dress")
+    panel.fill("es-train-emb-vectors", 1)
     page.locator("#es-train-emb-create").click()
-    text = _wait_text(page, "es-train-emb-status", "Cannot create")
+    text = panel.wait_text("es-train-emb-status", "Cannot create")
     assert "needs" in text and "tokens" in text and "1 vector" in text
     assert not (provider.embeddings_dir / "mychar.pt").exists()
 
     # A name that is a tag in the captions is created, with the guide's warning.
-    _fill(page, "es-train-emb-name", "smile")
-    _fill(page, "es-train-emb-init", "black hair")
-    _fill(page, "es-train-emb-vectors", 2)
+    panel.fill("es-train-emb-name", "smile")
+    panel.fill("es-train-emb-init", "black hair")
+    panel.fill("es-train-emb-vectors", 2)
     page.locator("#es-train-emb-create").click()
-    text = _wait_text(page, "es-train-emb-status", "Created")
+    text = panel.wait_text("es-train-emb-status", "Created")
     assert "already a tag in 2 caption(s)" in text
     assert (provider.embeddings_dir / "smile.pt").is_file()
 
     # A hypernetwork for this model: the WebUI's default widths do not exist in the tiny model, its own are used.
-    _open_subtab(page, "Create hypernetwork")
-    _fill(page, "es-train-hn-name", "myhn")
+    panel.open_subtab("Create hypernetwork")
+    panel.fill("es-train-hn-name", "myhn")
     page.locator("#es-train-hn-create").click()
-    text = _wait_text(page, "es-train-hn-status", "Created")
+    text = panel.wait_text("es-train-hn-status", "Created")
     assert "used its widths" in text
     assert (provider.hypernetworks_dir / "myhn.pt").is_file()
 
-    _open_subtab(page, "Train")
+    panel.open_subtab("Train")
     # Creating switched the Train form to the new file, its kind and the kind's default rate.
     assert page.locator("#es-train-target input").first.input_value() == "myhn.pt"
     page.wait_for_function(
         "(lr) => document.querySelector('#es-train-lr textarea, #es-train-lr input').value === lr",
         arg=DEFAULT_HYPERNETWORK_LR,
     )
-    _wait_text(page, "es-train-target-info", "new (step 0)")
-    _fill(page, "es-train-lr", "0.005:abc")
+    panel.wait_text("es-train-target-info", "new (step 0)")
+    panel.fill("es-train-lr", "0.005:abc")
     page.locator("#es-train-start").click()
-    text = _wait_text(page, "es-train-status", "Cannot start")
+    text = panel.wait_text("es-train-status", "Cannot start")
     assert "'abc' is not a whole step number" in text
     assert started == []
 
@@ -322,28 +307,21 @@ def test_create_errors_and_a_bad_schedule_start_nothing(studio):
 def test_train_with_live_previews_and_loss_plot_then_interrupt_and_resume(studio, train_dataset):
     from embed_studio.formats.embedding import load_embedding
 
-    page, host, provider, started = studio
-    _fill(page, "es-train-emb-name", "mychar")
-    _fill(page, "es-train-emb-init", "black hair")
-    _fill(page, "es-train-emb-vectors", 2)
+    panel, host, provider, started = studio
+    page = panel.page
+    panel.fill("es-train-emb-name", "mychar")
+    panel.fill("es-train-emb-init", "black hair")
+    panel.fill("es-train-emb-vectors", 2)
     page.locator("#es-train-emb-create").click()
-    _wait_text(page, "es-train-emb-status", "Created")
+    panel.wait_text("es-train-emb-status", "Created")
 
-    _open_subtab(page, "Train")
+    panel.open_subtab("Train")
     assert page.locator("#es-train-target input").first.input_value() == "mychar.pt"
-    for name, value in (("batch-size", 2), ("grad-accum", 1), ("max-steps", 4), ("preview-every", 2)):
-        _fill(page, f"es-train-{name}", value)
-    _fill(page, "es-train-width", 64)
-    _fill(page, "es-train-height", 64)
-    page.locator("#es-train-previews").get_by_text("Previews").first.click()
-    _fill(page, "es-train-preview-steps", 2)
-    page.locator("#es-train-advanced").get_by_text("Advanced").first.click()
-    _fill(page, "es-train-bucket-step", 32)
-    page.locator("#es-train-start").click()
+    panel.start_small_run(max_steps=4, preview_every=2)
 
-    text = _wait_text(page, "es-train-status", "Done:")
+    text = panel.wait_text("es-train-status", "Done:")
     assert "mychar.pt is at step 4 (4 this run)" in text
-    _wait_text(page, "es-train-target-info", "at step 4")
+    panel.wait_text("es-train-target-info", "at step 4")
     page.wait_for_function("() => document.querySelectorAll('#es-train-gallery img').length >= 2")
     page.wait_for_selector("#es-train-loss img[src^='data:image']")
     target = provider.embeddings_dir / "mychar.pt"
@@ -354,8 +332,8 @@ def test_train_with_live_previews_and_loss_plot_then_interrupt_and_resume(studio
     assert len(started) == 1 and started[0].kind == "train"
 
     # A long run, followed again from a fresh page (a reconnecting browser), then interrupted: the state is saved.
-    _fill(page, "es-train-max-steps", 100000)
-    _fill(page, "es-train-preview-every", 0)
+    panel.fill("es-train-max-steps", 100000)
+    panel.fill("es-train-preview-every", 0)
     page.locator("#es-train-start").click()
     page.wait_for_function(
         "() => /step [1-9]\\d*\\/\\d+ · loss/.test(document.querySelector('#es-train-status').innerText)"
@@ -364,12 +342,12 @@ def test_train_with_live_previews_and_loss_plot_then_interrupt_and_resume(studio
         "resuming mychar.pt at step 4 with its optimizer state" in page.locator("#es-train-status").first.inner_text()
     )
     page.reload()
-    _wait_text(page, "es-train-status", "A training run is going")
-    _open_subtab(page, "Train")
+    panel.wait_text("es-train-status", "A training run is going")
+    panel.open_subtab("Train")
     page.locator("#es-train-attach").click()
-    _wait_text(page, "es-train-status", "loss")
+    panel.wait_text("es-train-status", "loss")
     page.locator("#es-train-interrupt").click()
-    text = _wait_text(page, "es-train-status", "Interrupted")
+    text = panel.wait_text("es-train-status", "Interrupted")
     assert "press Train with the same file to resume" in text
     assert started[-1].wait(30)
     interrupted_at = load_embedding(target).step
@@ -378,12 +356,12 @@ def test_train_with_live_previews_and_loss_plot_then_interrupt_and_resume(studio
 
     # After a reload the form is back at its defaults; Resume puts the run's own settings back and goes on.
     page.reload()
-    _fill(page, "es-train-model", "")  # the saved run knows its model too
-    _open_subtab(page, "Train")
+    panel.fill("es-train-model", "")  # the saved run knows its model too
+    panel.open_subtab("Train")
     page.locator("#es-train-target input").first.fill("mychar.pt")
     page.locator("#es-train-target input").first.press("Enter")
     page.locator("#es-train-resume").click()
-    text = _wait_text(page, "es-train-status", f"resuming mychar.pt at step {interrupted_at}")
+    text = panel.wait_text("es-train-status", f"resuming mychar.pt at step {interrupted_at}")
     assert page.locator("#es-train-batch-size input").first.input_value() == "2"
     assert page.locator("#es-train-max-steps input").first.input_value() == "100000"
     assert page.locator("#es-train-dataset textarea").first.input_value() == str(train_dataset)
@@ -391,7 +369,7 @@ def test_train_with_live_previews_and_loss_plot_then_interrupt_and_resume(studio
         "() => [...document.querySelectorAll('#es-train-status')].some(e => /step [1-9]\\d*\\/\\d+ · loss/.test(e.innerText))"
     )
     page.locator("#es-train-interrupt").click()
-    _wait_text(page, "es-train-status", "Interrupted")
+    panel.wait_text("es-train-status", "Interrupted")
     assert started[-1].wait(30) and len(started) == 3
     assert load_embedding(target).step > interrupted_at
 

@@ -42,54 +42,37 @@ def name(webui):
     shutil.rmtree(webui.dir / "textual_inversion" / name, ignore_errors=True)
 
 
-def _fill(page, elem_id: str, value) -> None:
-    page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(str(value))
+def _open_train_panel(panel, url: str) -> None:
+    panel.page.goto(url)
+    panel.page.locator("#tabs > .tab-nav button", has_text="Embed Studio").first.click(timeout=120_000)
+    panel.page.locator("#es-tabs > .tab-nav button", has_text="Train").first.click()
 
 
-def _wait_text(page, elem_id: str, text: str, timeout: float = 60_000) -> str:
-    # gradio 3 gives a Markdown's wrapper and its content the same id: read the last one.
-    page.wait_for_function(
-        "([id, text]) => [...document.querySelectorAll('#' + id)].some(e => e.innerText.includes(text))",
-        arg=[elem_id, text], timeout=timeout,
-    )  # fmt: skip
-    return page.locator(f"#{elem_id}").last.inner_text()
-
-
-def test_create_train_and_use_an_embedding_from_the_tab(webui, browser_page, dataset, name):
-    page = browser_page
-    page.goto(webui.url)
-    page.locator("#tabs > .tab-nav button", has_text="Embed Studio").first.click(timeout=120_000)
-    page.locator("#es-tabs > .tab-nav button", has_text="Train").first.click()
+def test_create_train_and_use_an_embedding_from_the_tab(webui, train_panel, dataset, name):
+    panel, page = train_panel, train_panel.page
+    _open_train_panel(panel, webui.url)
 
     # The WebUI lends its loaded model: no model box, a line naming the checkpoint, the checkpoint's own VAE.
     assert not page.locator("#es-train-model").is_visible()
-    assert "tiny-sd1" in _wait_text(page, "es-train-model-info", "tiny-sd1")
-    _fill(page, "es-train-dataset", dataset)
-    _fill(page, "es-train-emb-name", name)
-    _fill(page, "es-train-emb-init", "red eyes")
-    _fill(page, "es-train-emb-vectors", 2)
+    assert "tiny-sd1" in panel.wait_text("es-train-model-info", "tiny-sd1")
+    panel.fill("es-train-dataset", dataset)
+    panel.fill("es-train-emb-name", name)
+    panel.fill("es-train-emb-init", "red eyes")
+    panel.fill("es-train-emb-vectors", 2)
     page.locator("#es-train-emb-create").click()
-    assert "It is picked in the Train tab" in _wait_text(page, "es-train-emb-status", "Created")
+    assert "It is picked in the Train tab" in panel.wait_text("es-train-emb-status", "Created")
     target = webui.dir / "embeddings" / f"{name}.pt"
     assert load_embedding(target).n_vectors == 2
 
-    page.locator("#es-train-tabs > .tab-nav button", has_text="Train").first.click()
+    panel.open_subtab("Train")
     assert page.locator("#es-train-target input").first.input_value() == f"{name}.pt"
-    for field, value in (("batch-size", 2), ("grad-accum", 1), ("max-steps", 6), ("preview-every", 3)):
-        _fill(page, f"es-train-{field}", value)
-    _fill(page, "es-train-width", 64)
-    _fill(page, "es-train-height", 64)
-    page.locator("#es-train-previews").get_by_text("Previews").first.click()
-    _fill(page, "es-train-preview-steps", 2)
-    page.locator("#es-train-advanced").get_by_text("Advanced").first.click()
-    _fill(page, "es-train-bucket-step", 32)
-    page.locator("#es-train-start").click()
+    panel.start_small_run(max_steps=6, preview_every=3)
 
-    text = _wait_text(page, "es-train-status", "Done:", timeout=TRAIN_TIMEOUT_MS)
+    text = panel.wait_text("es-train-status", "Done:", timeout=TRAIN_TIMEOUT_MS)
     assert f"{name}.pt is at step 6 (6 this run)" in text
     page.wait_for_function("() => document.querySelectorAll('#es-train-gallery img').length >= 2")
     page.wait_for_selector("#es-train-loss img[src^='data:image']")
-    _wait_text(page, "es-train-target-info", "at step 6")
+    panel.wait_text("es-train-target-info", "at step 6")
     saved = load_embedding(target)
     assert saved.step == 6 and saved.sd_checkpoint_name == "tiny-sd1"
     run = webui.dir / "textual_inversion" / name
@@ -106,8 +89,8 @@ def test_create_train_and_use_an_embedding_from_the_tab(webui, browser_page, dat
     assert Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0]))).size == (64, 64)
 
     # A long run shows in the WebUI's own progress bar and state, and the WebUI's Interrupt stops it, saved.
-    _fill(page, "es-train-max-steps", 100000)
-    _fill(page, "es-train-preview-every", 0)
+    panel.fill("es-train-max-steps", 100000)
+    panel.fill("es-train-preview-every", 0)
     page.locator("#es-train-start").click()
     bar = page.locator(".progressDiv")
     page.wait_for_function(
@@ -119,32 +102,30 @@ def test_create_train_and_use_an_embedding_from_the_tab(webui, browser_page, dat
     state = requests.get(f"{webui.url}/sdapi/v1/progress?skip_current_image=true", timeout=30).json()["state"]
     assert state["job"].startswith("embed-studio-train-"), state
     assert requests.post(f"{webui.url}/sdapi/v1/interrupt", timeout=30).ok
-    text = _wait_text(page, "es-train-status", "Interrupted", timeout=TRAIN_TIMEOUT_MS)
+    text = panel.wait_text("es-train-status", "Interrupted", timeout=TRAIN_TIMEOUT_MS)
     assert "press Train with the same file to resume" in text
     bar.wait_for(state="detached", timeout=30_000)
     assert load_embedding(target).step > 6
 
 
-def test_a_bad_schedule_is_refused_in_the_form(webui, browser_page, dataset, name):
-    page = browser_page
-    page.goto(webui.url)
-    page.locator("#tabs > .tab-nav button", has_text="Embed Studio").first.click(timeout=120_000)
-    page.locator("#es-tabs > .tab-nav button", has_text="Train").first.click()
-    _fill(page, "es-train-dataset", dataset)
-    _fill(page, "es-train-emb-name", name)
+def test_a_bad_schedule_is_refused_in_the_form(webui, train_panel, dataset, name):
+    panel, page = train_panel, train_panel.page
+    _open_train_panel(panel, webui.url)
+    panel.fill("es-train-dataset", dataset)
+    panel.fill("es-train-emb-name", name)
     page.locator("#es-train-emb-create").click()
-    _wait_text(page, "es-train-emb-status", "Created")
-    page.locator("#es-train-tabs > .tab-nav button", has_text="Train").first.click()
-    _fill(page, "es-train-lr", "0.005:100, fast")
+    panel.wait_text("es-train-emb-status", "Created")
+    panel.open_subtab("Train")
+    panel.fill("es-train-lr", "0.005:100, fast")
     page.locator("#es-train-start").click()
-    text = _wait_text(page, "es-train-status", "Cannot start")
+    text = panel.wait_text("es-train-status", "Cannot start")
     assert "fast" in text
     assert load_embedding(webui.dir / "embeddings" / f"{name}.pt").step == 0
     jobs = requests.get(f"{webui.url}/embed-studio/v1/jobs", timeout=10).json()
     assert not [job for job in jobs if job["kind"] == "train" and job["active"]]
 
 
-def test_a_run_started_from_the_api_is_followed_and_interrupted_in_the_tab(webui, browser_page, dataset, name):
+def test_a_run_started_from_the_api_is_followed_and_interrupted_in_the_tab(webui, train_panel, dataset, name):
     def post(route: str, body: dict) -> dict:
         r = requests.post(f"{webui.url}/embed-studio/v1/{route}", json=body, timeout=60)
         assert r.ok, r.text
@@ -164,16 +145,14 @@ def test_a_run_started_from_the_api_is_followed_and_interrupted_in_the_tab(webui
          "max_steps": 100000, "lr": "0.005", "grad_accum": 1, "save_every": 0, "preview_every": 0},
     )  # fmt: skip
 
-    page = browser_page
-    page.goto(webui.url)
-    page.locator("#tabs > .tab-nav button", has_text="Embed Studio").first.click(timeout=120_000)
-    page.locator("#es-tabs > .tab-nav button", has_text="Train").first.click()
-    page.locator("#es-train-tabs > .tab-nav button", has_text="Train").first.click()
-    assert "A training run is going" in _wait_text(page, "es-train-status", "Show running job")
+    panel, page = train_panel, train_panel.page
+    _open_train_panel(panel, webui.url)
+    panel.open_subtab("Train")
+    assert "A training run is going" in panel.wait_text("es-train-status", "Show running job")
     page.locator("#es-train-attach").click()
-    _wait_text(page, "es-train-status", "loss", timeout=TRAIN_TIMEOUT_MS)
+    panel.wait_text("es-train-status", "loss", timeout=TRAIN_TIMEOUT_MS)
     page.locator("#es-train-interrupt").click()
-    text = _wait_text(page, "es-train-status", "Interrupted", timeout=TRAIN_TIMEOUT_MS)
+    text = panel.wait_text("es-train-status", "Interrupted", timeout=TRAIN_TIMEOUT_MS)
     assert f"{name}.pt" in text
     final = status(job)
     assert final["state"] == "cancelled" and not final["active"]  # the tab stopped the API's own job object
@@ -184,7 +163,7 @@ def test_a_run_started_from_the_api_is_followed_and_interrupted_in_the_tab(webui
     page.locator("#es-train-target input").first.fill(f"{name}.pt")
     page.locator("#es-train-target input").first.press("Enter")
     page.locator("#es-train-resume").click()
-    _wait_text(page, "es-train-status", f"resuming {name}.pt at step {stopped_at}", timeout=TRAIN_TIMEOUT_MS)
+    panel.wait_text("es-train-status", f"resuming {name}.pt at step {stopped_at}", timeout=TRAIN_TIMEOUT_MS)
     assert page.locator("#es-train-max-steps input").first.input_value() == "100000"
     assert page.locator("#es-train-dataset textarea").first.input_value() == str(dataset)
     page.wait_for_function(  # a step of this run is done, so the interrupt saves a later step
@@ -192,5 +171,5 @@ def test_a_run_started_from_the_api_is_followed_and_interrupted_in_the_tab(webui
         timeout=TRAIN_TIMEOUT_MS,
     )
     page.locator("#es-train-interrupt").click()
-    _wait_text(page, "es-train-status", "Interrupted", timeout=TRAIN_TIMEOUT_MS)
+    panel.wait_text("es-train-status", "Interrupted", timeout=TRAIN_TIMEOUT_MS)
     assert load_embedding(webui.dir / "embeddings" / f"{name}.pt").step > stopped_at
