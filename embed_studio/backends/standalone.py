@@ -145,6 +145,18 @@ def _parts_from_ldm_yaml(path: Path, yaml_path: Path) -> tuple:
     return unet, vae, text_encoder, tokenizer, scheduler_config
 
 
+def restore_mean_factor(original: torch.Tensor, weighted: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """original/weighted, the WebUI's emphasis mean restore, but 1 where the weighted mean is (near) zero.
+
+    A window whose mean vanishes (all padding through a norm with zero bias, say) would otherwise turn
+    the whole prompt into NaN or inf: 0/0, or a tiny mean blown up by many orders of magnitude.
+    """
+    scale = windows.detach().float().abs().mean(dim=(2, 3), keepdim=True)
+    usable = weighted.abs() > 1e-6 * scale
+    factor = torch.where(usable, original / torch.where(usable, weighted, torch.ones_like(weighted)), 1.0)
+    return factor.to(windows.dtype)
+
+
 def _pad_windows(tokens: PromptTokens, n_chunks: int, empty: tuple[int, ...]) -> PromptTokens:
     extra = n_chunks - len(tokens.chunks)
     emphasis = tokens.emphasis
@@ -511,7 +523,7 @@ class StandaloneBackend:
             windows = z.reshape(len(prompts), n_chunks, -1, z.shape[-1])
             original_mean = windows.float().mean(dim=(2, 3), keepdim=True)
             windows = windows * multipliers
-            windows = windows * (original_mean / windows.float().mean(dim=(2, 3), keepdim=True)).to(z.dtype)
+            windows = windows * restore_mean_factor(original_mean, windows.float().mean(dim=(2, 3), keepdim=True), windows)
             z = windows.reshape(z.shape)
         return z
 

@@ -1,5 +1,6 @@
 """The standalone backend's prompt handling: the WebUI's emphasis syntax, 75-token windows, vector slots, CLIP skip."""
 
+import pytest
 import torch
 
 from embed_studio.backends.base import Backend
@@ -71,3 +72,22 @@ def test_break_starts_a_new_window(backend):
     tokens = backend.tokenize("smile BREAK blue sky")
     assert len(tokens.chunks) == 2
     assert len(backend.tokenize("smile, blue sky").chunks) == 1
+
+
+def test_emphasis_restore_is_finite_where_a_window_mean_is_zero():
+    # A window of padding through a norm with zero bias averages to exactly 0.0 (seen with transformers 5):
+    # the WebUI's restore, original_mean / new_mean, then gives 0/0 = NaN for the whole prompt.
+    from embed_studio.backends.standalone import restore_mean_factor
+
+    windows = torch.tensor([[1.0, -1.0], [2.0, -2.0]]).reshape(1, 1, 2, 2)
+    weighted = windows * torch.tensor([1.5, 1.0]).reshape(1, 1, 2, 1)
+    original = windows.mean(dim=(2, 3), keepdim=True)
+    factor = restore_mean_factor(original, weighted.mean(dim=(2, 3), keepdim=True), weighted)
+    assert torch.isfinite(factor).all() and factor.item() == 1.0
+    # An ordinary window keeps the WebUI's factor exactly.
+    windows = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+    weighted = windows * 2
+    factor = restore_mean_factor(
+        windows.mean(dim=(2, 3), keepdim=True), weighted.mean(dim=(2, 3), keepdim=True), weighted
+    )
+    assert factor.item() == pytest.approx(0.5)

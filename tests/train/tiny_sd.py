@@ -75,6 +75,18 @@ def write_tokenizer(folder: Path, words: list[str] = WORDS) -> None:
     )
 
 
+def randomise_norms(model) -> None:
+    """LayerNorm/GroupNorm away from weight 1, bias 0: a fresh norm makes padding windows average to exactly 0.0,
+    which real checkpoints never do and which hides (or fakes) numerical bugs."""
+    import torch
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and module.weight is not None:
+                module.weight.copy_(1.0 + 0.2 * torch.randn_like(module.weight))
+                module.bias.copy_(0.2 * torch.randn_like(module.bias))
+
+
 def build_tiny_sd(
     folder: Path, prediction_type: str = "epsilon", size: str = "tiny", seed: int = 0, family: str = "sd1"
 ) -> Path:
@@ -148,6 +160,8 @@ def build_tiny_sd(
         steps_offset=1,
         clip_sample=False,
     )
+    for model in (text_encoder, unet, vae):
+        randomise_norms(model)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
