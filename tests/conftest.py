@@ -44,6 +44,23 @@ def make_image(tmp_path):
     return _make
 
 
+# In CI every test runs: Chromium, the real WebUI and the shared fixtures are all there, so a skip for
+# any other reason than these is a failure (a test that quietly skips proves nothing).
+SKIPS_ALLOWED_IN_CI = ("needs a CUDA GPU",)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") != "true" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not any(allowed in reason for allowed in SKIPS_ALLOWED_IN_CI):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where it must run: {reason}"
+
+
 def pytest_report_header(config):
     return f"chromium: {'yes' if CHROMIUM.exists() else 'no'}; which ruff: {shutil.which('ruff')}"
 

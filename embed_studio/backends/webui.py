@@ -32,6 +32,56 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _OTHER_FIXES_LIMIT = 8192  # prompts whose other (already installed) embeddings we remember
 
 
+class _SettingOverride:
+    """One WebUI setting held at our value while training, then put back exactly as it was.
+
+    Only what we changed is restored, with the type and presence it had (a key absent from config.json stays
+    absent, an int stays an int); a change the user makes in Settings meanwhile is theirs to keep.
+    """
+
+    _ABSENT = object()
+
+    def __init__(self, key: str, value: Any):
+        self.key = key
+        self.value = value
+        self._original = shared.opts.data.get(key, self._ABSENT)
+        self._user_value: Any = self._ABSENT
+        self._changed = False  # whether we wrote the key
+        self._held = False
+        self.hold()
+
+    def _current(self) -> Any:
+        return shared.opts.data.get(self.key, shared.opts.get_default(self.key))
+
+    def _note_user_change(self) -> None:
+        if self._held and self._current() != self.value:
+            self._user_value = shared.opts.data.get(self.key, self._ABSENT)
+
+    def hold(self, value: Any = _ABSENT) -> None:
+        """Set our value (again, or a new one), noting a value the user set since the last hold."""
+        self._note_user_change()
+        if value is not self._ABSENT:
+            self.value = value
+        if self._current() != self.value:
+            shared.opts.data[self.key] = self.value
+            self._changed = True
+        self._held = True
+
+    def restore(self) -> None:
+        if not self._held:
+            return
+        self._note_user_change()
+        self._held = False
+        if self._user_value is not self._ABSENT:
+            shared.opts.data[self.key] = self._user_value
+        elif self._changed:
+            if self._original is self._ABSENT:
+                shared.opts.data.pop(self.key, None)
+            else:
+                shared.opts.data[self.key] = self._original
+        self._changed = False
+
+
 class _TrainedVectors:
     """What EmbeddingsWithFixes reads from a fix: `.vec` (here the live, trainable tensor)."""
 
@@ -89,7 +139,7 @@ def checkpoint_identity(model: Any) -> tuple[str | None, str | None, str]:
 class WebUIBackend:
     """shared.sd_model (SD 1.x/2.x, eps or v) as the trainer's Backend; use it inside WebUIProvider.session()."""
 
-    def __init__(self, clip_skip: int = 1, user_clip_skip: int | None = None):
+    def __init__(self, clip_skip: int = 1, clip_skip_setting: _SettingOverride | None = None):
         model = shared.sd_model
         _require_sd(model)
         if getattr(shared.opts, "use_old_emphasis_implementation", False):
@@ -108,11 +158,10 @@ class WebUIBackend:
         self.latent_factor = 2 ** (int(model.first_stage_model.encoder.num_resolutions) - 1)
         self.checkpoint_hash, self.checkpoint_name, self.checkpoint_title = checkpoint_identity(model)
         self.context_sizes = self._context_sizes()
-        self.clip_skip = clip_skip
-        current = shared.opts.data.get(CLIP_SKIP_KEY, shared.opts.get_default(CLIP_SKIP_KEY))
-        # The user's setting, put back at the end of the session (updated if they change it meanwhile).
-        self.user_clip_skip = current if user_clip_skip is None else user_clip_skip
-        self._clip_skip_set = current
+        self.clip_skip = int(clip_skip)
+        # The user's setting is put back by whoever made this override (the provider's session), or by close().
+        self._own_clip_skip_setting = clip_skip_setting is None
+        self._clip_skip_setting = clip_skip_setting or _SettingOverride(CLIP_SKIP_KEY, self.clip_skip)
         self.precision = "fp32"
         self.compute_dtype = torch.float32
         self._use_autocast = False
@@ -150,12 +199,7 @@ class WebUIBackend:
 
     def _apply_clip_skip(self) -> None:
         """Keep the WebUI's CLIP skip at ours while training; a change made meanwhile is restored afterwards."""
-        current = shared.opts.data.get(CLIP_SKIP_KEY, shared.opts.get_default(CLIP_SKIP_KEY))
-        if current != self._clip_skip_set:  # changed in Settings while we train: theirs to keep afterwards
-            self.user_clip_skip = current
-        if current != self.clip_skip:
-            shared.opts.data[CLIP_SKIP_KEY] = self.clip_skip
-        self._clip_skip_set = self.clip_skip
+        self._clip_skip_setting.hold(self.clip_skip)
 
     def autocast(self) -> AbstractContextManager[Any]:
         if not self._use_autocast:
@@ -198,7 +242,7 @@ class WebUIBackend:
         layers = self._text_layers()
         if not 1 <= clip_skip <= layers:
             raise UserInputError(f"CLIP skip {clip_skip} must be between 1 and {layers} for this model.")
-        self.precision, self.compute_dtype, self.clip_skip = precision, _DTYPES[precision], clip_skip
+        self.precision, self.compute_dtype, self.clip_skip = precision, _DTYPES[precision], int(clip_skip)
         # The WebUI's model is shared with txt2img: its weights are never converted; lower precisions run
         # under autocast like the WebUI's own trainer (devices.autocast()).
         self._use_autocast = precision != "fp32" and self.device.type != "cpu"
@@ -416,6 +460,8 @@ class WebUIBackend:
             p.requires_grad_(True)
         self._frozen = []
         self._other_fixes.clear()
+        if self._own_clip_skip_setting:
+            self._clip_skip_setting.restore()
 
 
 def _vae_file(vae: str) -> str | None:
@@ -500,7 +546,7 @@ class WebUIProvider:
         _require_sd(sd_model)
         if model and model not in (sd_model.sd_checkpoint_info.title, sd_model.sd_checkpoint_info.name_for_extra):
             print(f"Embed Studio: training on the loaded checkpoint {sd_model.sd_checkpoint_info.title}, not {model}")
-        saved_clip_skip = shared.opts.data.get(CLIP_SKIP_KEY, shared.opts.get_default(CLIP_SKIP_KEY))
+        clip_skip_setting: _SettingOverride | None = None
         saved_vae = sd_vae.loaded_vae_file
         saved_hypernetworks = shared.loaded_hypernetworks
         saved_optimization = sd_hijack.model_hijack.optimization_method
@@ -510,8 +556,8 @@ class WebUIProvider:
             if saved_vae != wanted_vae:
                 # The guides' "fried embedding": a VAE other than the checkpoint's own skews the latents.
                 sd_vae.reload_vae_weights(sd_model, vae_file=wanted_vae)
-            shared.opts.data[CLIP_SKIP_KEY] = clip_skip
-            backend = WebUIBackend(clip_skip, user_clip_skip=saved_clip_skip)
+            clip_skip_setting = _SettingOverride(CLIP_SKIP_KEY, int(clip_skip))
+            backend = WebUIBackend(int(clip_skip), clip_skip_setting)
             print(
                 f"Embed Studio: training on {backend.checkpoint_title} [{backend.checkpoint_hash}] with VAE: "
                 f"{backend.vae_label}, CLIP skip {clip_skip}"
@@ -521,8 +567,8 @@ class WebUIProvider:
         finally:
             if backend is not None:
                 backend.close()
-                saved_clip_skip = backend.user_clip_skip
-            shared.opts.data[CLIP_SKIP_KEY] = saved_clip_skip
+            if clip_skip_setting is not None:
+                clip_skip_setting.restore()
             shared.loaded_hypernetworks = saved_hypernetworks
             if sd_vae.loaded_vae_file != saved_vae:
                 sd_vae.reload_vae_weights(shared.sd_model, vae_file=saved_vae)

@@ -52,7 +52,7 @@ class BooruTab(Tab):
                 with gr.Row():
                     self.username = gr.Textbox(
                         label="Your user name on the site (sent in the User-Agent, as e621 asks)",
-                        elem_id="es-booru-username",
+                        value=self.host.setting("booru_user_agent_name", ""), elem_id="es-booru-username",
                     )  # fmt: skip
                     self.api_key = gr.Textbox(
                         label="API key (optional: hidden posts, more Danbooru tags)", type="password",

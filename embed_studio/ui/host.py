@@ -25,6 +25,13 @@ class UiHost:
     backend_provider: BackendProvider | None = None
     # Host-specific extras (the WebUI backend factory, the loaded model's name...).
     extras: dict[str, Any] = field(default_factory=dict)
+    # The user's saved settings by short name ("booru_user_agent_name"); the WebUI reads its Settings page.
+    settings: Callable[[str], Any] = field(default=lambda _name: None)
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        """A saved setting, or `default` where the host has none or it is empty."""
+        value = self.settings(name)
+        return default if value in (None, "") else value
 
     def submit(self, job: Job) -> Job:
         if self.on_job_started:

@@ -7,8 +7,8 @@ from pathlib import Path
 from modules import paths_internal, shared
 
 from embed_studio.ui.host import UiHost
-from embed_studio.webui import progress
-from embed_studio.webui.training import get_provider
+from embed_studio.webui import progress, settings
+from embed_studio.webui.provider import get_provider
 
 
 def models_dir() -> Path:
@@ -23,6 +23,7 @@ def make_host() -> UiHost:
         output_dir=Path(paths_internal.data_path) / "outputs" / "embed-studio",
         on_job_started=progress.mirror_job,
         backend_provider=get_provider(),
+        settings=settings.read,
         extras={
             "embeddings_dir": Path(shared.cmd_opts.embeddings_dir),
             "hypernetworks_dir": Path(shared.cmd_opts.hypernetwork_dir),

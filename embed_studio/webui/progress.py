@@ -7,6 +7,7 @@ from modules import shared
 
 from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
+from embed_studio.webui.provider import get_provider
 
 MODEL_JOB_KINDS = ("train", "create")  # the jobs that borrow the WebUI's model under its GPU lock
 
@@ -25,8 +26,6 @@ def mirror_job(job: Job) -> None:
     """
     if job.kind not in MODEL_JOB_KINDS:
         return
-    from embed_studio.webui.training import get_provider
-
     provider = get_provider()
     tid = task_id(job)
     shown = {"on": False, "first_step": 0}

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from modules import shared
 
 SECTION = ("embed-studio", "Embed Studio")
+PREFIX = "embed_studio_"
+
+
+def read(name: str) -> Any:
+    """The saved value of embed_studio_<name>, read when a tab is built or a job starts (so a change applies)."""
+    return getattr(shared.opts, PREFIX + name, None)
 
 
 def on_ui_settings() -> None:

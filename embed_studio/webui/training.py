@@ -1,27 +1,14 @@
-"""Training inside the WebUI: one shared WebUIProvider, and jobs that create or train files on the loaded model."""
+"""Training inside the WebUI: jobs that create or train files on the loaded model, shown in its progress bar."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from embed_studio.backends.provider import CHECKPOINT_VAE, resolve_target
 from embed_studio.errors import UserInputError
 from embed_studio.jobs import Job, registry
-
-_provider_lock = threading.Lock()
-_provider: Any = None
-
-
-def get_provider() -> Any:
-    """The process-wide WebUIProvider (one WebUI model, one training run at a time)."""
-    global _provider
-    with _provider_lock:
-        if _provider is None:
-            from embed_studio.backends.webui import WebUIProvider
-
-            _provider = WebUIProvider()
-        return _provider
+from embed_studio.webui import progress
+from embed_studio.webui.provider import get_provider
 
 
 def training_config(config: dict[str, Any], provider: Any) -> tuple[Any, str]:
@@ -43,8 +30,6 @@ def training_config(config: dict[str, Any], provider: Any) -> tuple[Any, str]:
 
 
 def _mirror(job: Job) -> Job:
-    from embed_studio.webui import progress
-
     progress.mirror_job(job)
     return registry.submit(job)
 

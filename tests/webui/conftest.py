@@ -59,7 +59,7 @@ def webui(sd_webui_dir, tmp_path_factory):
     args = [
         str(python), "launch.py", "--use-cpu", "all", "--no-half", "--no-half-vae", "--precision", "full",
         "--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test", "--skip-version-check",
-        "--no-download-sd-model", "--disable-safe-unpickle", "--api", "--server-name", "127.0.0.1",
+        "--no-download-sd-model", "--api", "--server-name", "127.0.0.1",
         "--port", str(port), "--ckpt", str(checkpoints[0]),
         # e.g. SD_WEBUI_EXTRA_ARGS="--lowvram" runs the same tests with the WebUI's module offloading hooks.
         *shlex.split(os.environ.get("SD_WEBUI_EXTRA_ARGS", "")),
