@@ -52,7 +52,7 @@ class BooruTab(Tab):
                 with gr.Row():
                     self.username = gr.Textbox(
                         label="Your user name on the site (sent in the User-Agent, as e621 asks)",
-                        value=self.host.setting("booru_user_agent_name", ""), elem_id="es-booru-username",
+                        placeholder=self._username_placeholder(), elem_id="es-booru-username",
                     )  # fmt: skip
                     self.api_key = gr.Textbox(
                         label="API key (optional: hidden posts, more Danbooru tags)", type="password",
@@ -162,11 +162,16 @@ class BooruTab(Tab):
         self.caption_button.click(self._caption, inputs=[self.job_id, self.folder, *common], outputs=outputs)
         self.cancel_button.click(self._cancel, inputs=[self.job_id], outputs=[self.progress])
 
+    def _username_placeholder(self) -> str:
+        saved = self.host.setting("booru_user_agent_name")
+        return f"empty: {saved} (from Settings)" if saved else "empty: none (set one in Settings → Embed Studio)"
+
     # -- building the library's options from the form -------------------------------------
-    @staticmethod
-    def _connection(site, base_url, username, api_key, interval) -> ConnectionOptions:
+    def _connection(self, site, base_url, username, api_key, interval) -> ConnectionOptions:
+        # Read when the fetch starts, so a name saved in Settings applies without reloading the page.
+        username = (username or "").strip() or self.host.setting("booru_user_agent_name", "")
         return ConnectionOptions(
-            site=site or "e621", base_url=(base_url or "").strip(), username=username or "", api_key=api_key or "",
+            site=site or "e621", base_url=(base_url or "").strip(), username=username, api_key=api_key or "",
             min_interval=max(0.0, float(interval if interval is not None else 1.0)),
         )  # fmt: skip
 

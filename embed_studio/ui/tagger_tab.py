@@ -70,8 +70,7 @@ class TaggerTab(Tab):
     elem_id = "es-tagger"
 
     def create_ui(self) -> None:
-        default_model = self.host.setting("tagger_default_model", DEFAULT_MODEL)
-        spec = find_spec(default_model) or MODELS[DEFAULT_MODEL]
+        spec = MODELS[DEFAULT_MODEL]
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 self.folder = gr.Textbox(
@@ -81,7 +80,7 @@ class TaggerTab(Tab):
                     self.model = gr.Dropdown(
                         label="Model (a name, or a folder holding model.onnx + selected_tags.csv)",
                         choices=model_names(),
-                        value=default_model,
+                        value=DEFAULT_MODEL,
                         allow_custom_value=True,
                         elem_id="es-tagger-model",
                     )

@@ -11,16 +11,15 @@ PREFIX = "embed_studio_"
 
 
 def read(name: str) -> Any:
-    """The saved value of embed_studio_<name>, read when a tab is built or a job starts (so a change applies)."""
+    """The saved value of embed_studio_<name>, read when a job starts (so a change applies at once)."""
     return getattr(shared.opts, PREFIX + name, None)
 
 
 def on_ui_settings() -> None:
     options = {
         "embed_studio_booru_user_agent_name": shared.OptionInfo(
-            "", "Your e621 user name, sent in the User-Agent e621 requires"
+            "", "Your booru user name, sent in the User-Agent e621 requires when the Booru panel's name is empty"
         ),
-        "embed_studio_tagger_default_model": shared.OptionInfo("wd-v1-4-convnext-tagger-v2", "Default tagger model"),
     }
     for key, info in options.items():
         info.section = SECTION

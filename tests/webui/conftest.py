@@ -8,11 +8,13 @@ Every test here skips with the reason when any is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,10 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[2]
+# The tests here import their helpers by name (pytest runs with --import-mode=importlib).
+sys.path.insert(0, str(Path(__file__).parent))
+from webui_helpers import BOORU_USER, tagger_models  # noqa: E402
+
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -54,13 +60,25 @@ def webui(sd_webui_dir, tmp_path_factory):
     if not checkpoints:
         pytest.skip("no checkpoint in SD_WEBUI_DIR/models/Stable-diffusion")
     port = _free_port()
-    log = tmp_path_factory.mktemp("webui") / "webui.log"
+    home = tmp_path_factory.mktemp("webui")
+    log = home / "webui.log"
+    # Settings of this session only (the build's own config.json stays untouched), with ours set as a user
+    # would in Settings → Embed Studio: the tests then see that the panels use it.
+    tagger = tagger_models.build_tagger(home / "tiny-tagger")
+    settings_file = home / "config.json"
+    settings_file.write_text(
+        json.dumps({
+            "embed_studio_booru_user_agent_name": BOORU_USER,
+        }),
+        encoding="utf-8",
+    )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "COMMANDLINE_ARGS"} | OFFLINE_ENV
     args = [
         str(python), "launch.py", "--use-cpu", "all", "--no-half", "--no-half-vae", "--precision", "full",
         "--skip-prepare-environment", "--skip-install", "--skip-torch-cuda-test", "--skip-version-check",
         "--no-download-sd-model", "--api", "--server-name", "127.0.0.1",
-        "--port", str(port), "--ckpt", str(checkpoints[0]),
+        "--port", str(port), "--ckpt", str(checkpoints[0]), "--ui-settings-file", str(settings_file),
+        "--ui-config-file", str(home / "ui-config.json"),  # the panels' remembered field values, also fresh
         # e.g. SD_WEBUI_EXTRA_ARGS="--lowvram" runs the same tests with the WebUI's module offloading hooks.
         *shlex.split(os.environ.get("SD_WEBUI_EXTRA_ARGS", "")),
     ]  # fmt: skip
@@ -84,7 +102,15 @@ def webui(sd_webui_dir, tmp_path_factory):
             time.sleep(2)
         from types import SimpleNamespace
 
-        yield SimpleNamespace(url=url, log=log, dir=sd_webui_dir, python=python)
+        yield SimpleNamespace(
+            url=url,
+            log=log,
+            dir=sd_webui_dir,
+            python=python,
+            settings_file=settings_file,
+            tagger=tagger,
+            booru_user=BOORU_USER,
+        )
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)

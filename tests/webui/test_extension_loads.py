@@ -28,8 +28,15 @@ def test_api_routes(webui):
 
 
 def test_settings_section(webui):
+    # Registered in Settings → Embed Studio and read from the settings file (the Booru panel's use of it is
+    # checked in test_webui_panels.py).
     options = requests.get(f"{webui.url}/sdapi/v1/options", timeout=10).json()
-    assert "embed_studio_tagger_default_model" in options
+    assert options["embed_studio_booru_user_agent_name"] == webui.booru_user
+    config = requests.get(f"{webui.url}/config", timeout=30).json()
+    labels = [c["props"].get("label") for c in config["components"] if c.get("type") == "tabitem"]
+    assert "Embed Studio" in [label for label in labels if label] and any(
+        c["props"].get("elem_id") == "settings_embed-studio" for c in config["components"] if c.get("type") == "tabitem"
+    ), "no Embed Studio section in Settings"
 
 
 def test_no_error_of_ours_in_the_log(webui):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from webui_helpers import assert_embeddings_loaded
 
 from embed_studio.formats.embedding import load_embedding
 from embed_studio.formats.hypernetwork import load_hypernetwork
@@ -121,6 +122,7 @@ def test_embedding_trained_in_the_webui_works_in_txt2img(webui, tag, dataset, cl
     assert trained.extra["embed_studio"]["clip_skip"] == int(options["CLIP_stop_at_last_layers"])
     assert not np.allclose(trained.vectors.numpy(), created.vectors.numpy())
 
+    assert_embeddings_loaded(webui, name)  # and not refused by the WebUI's restricted unpickler
     after, info = _txt2img(webui, f"{name}, red eyes")
     assert f'TI hashes: "{name}: ' in info
     assert not np.array_equal(before, after), "txt2img did not pick up the trained vectors"
@@ -194,6 +196,7 @@ def test_resume_a_file_the_webui_trained(webui, dataset, cleanup):
     assert "does not record its CLIP skip" in log
     resumed = load_embedding(emb_path)
     assert resumed.step == 14 and resumed.name == original.name
+    assert_embeddings_loaded(webui, "webui-made-emb")
     _, info = _txt2img(webui, "webui-made-emb")
     assert 'TI hashes: "webui-made-emb: ' in info
 
@@ -204,13 +207,19 @@ def test_resume_with_another_clip_skip_is_refused_and_setting_kept(webui, tag, d
     cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
     _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
     setting = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["CLIP_stop_at_last_layers"]
-    _run(webui, "train", _train(name, "embedding", dataset, max_steps=1, clip_skip=1))
+    settings_file = webui.settings_file.read_bytes()
+    # 1.0 as a form's number field sends it: the setting must come back as it was, int and all.
+    _run(webui, "train", _train(name, "embedding", dataset, max_steps=1, clip_skip=1.0))
+    after = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["CLIP_stop_at_last_layers"]
+    assert (type(after), after) == (type(setting), setting)
+    assert webui.settings_file.read_bytes() == settings_file  # lent, never saved
     status = _wait(webui, _post(webui, "train", _train(name, "embedding", dataset, max_steps=2, clip_skip=2)))
     assert status["state"] == "failed"
     assert "CLIP skip 1" in status["error"] and "CLIP skip 2" in status["error"]
     assert load_embedding(emb_path).step == 1
     # The training value was only lent to the WebUI: its setting is what it was.
-    assert requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["CLIP_stop_at_last_layers"] == setting
+    after = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["CLIP_stop_at_last_layers"]
+    assert (type(after), after) == (type(setting), setting)
 
 
 def _wait_until_training(webui, job: dict) -> None:
@@ -275,6 +284,7 @@ def test_sd2_v_prediction_embedding_and_hypernetwork(webui, sd2_model, tag, data
     assert trained.step == 6 and trained.sd_checkpoint_name == sd2_model["model_name"]
     assert trained.extra["embed_studio"]["prediction_type"] == "v_prediction"
     assert trained.vectors.shape == created.vectors.shape and not np.allclose(trained.vectors, created.vectors)
+    assert_embeddings_loaded(webui, name)
     after, info = _txt2img(webui, f"{name}, red eyes")
     assert f'TI hashes: "{name}: ' in info and not np.array_equal(before, after)
 
