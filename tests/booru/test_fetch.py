@@ -117,7 +117,7 @@ def test_sample_size_downloads_the_sample(booru_server, fb, tmp_path, no_sleep):
     server = booru_server(posts)
     s = run(options(server, tmp_path, no_sleep, limit=1, sample=True)).result
     assert s.downloaded == 1
-    assert (tmp_path / f"{posts[0].md5}.jpg").read_bytes() == posts[0].sample
+    assert (tmp_path / f"sample-{posts[0].md5}.jpg").read_bytes() == posts[0].sample
 
 
 def test_cancel_stops_and_reports(booru_server, fb, tmp_path, no_sleep):
