@@ -12,7 +12,7 @@ import requests
 
 from embed_studio.booru.client import BooruClient
 from embed_studio.booru.post import Post
-from embed_studio.errors import Cancelled, EmbedStudioError, NetworkError
+from embed_studio.errors import Cancelled, EmbedStudioError
 from embed_studio.fileio import atomic_writer
 
 CHUNK = 64 * 1024
@@ -43,10 +43,10 @@ class DownloadResult:
 def target_path(folder: Path, post: Post, sample: bool) -> Path:
     """Where `post` goes: its checked name, and never outside `folder` (a link named like it included)."""
     if post.problem:
-        raise DownloadError(f"post {post.id}: {post.problem}")
+        raise DownloadError(post.problem)
     path = folder / post.filename(sample=sample)
     if path.resolve().parent != folder.resolve():
-        raise DownloadError(f"post {post.id}: {path.name} would be written outside {folder}; skipped")
+        raise DownloadError(f"{path.name} leads outside {folder} (a link?); not written")
     return path
 
 

@@ -195,7 +195,9 @@ def run_fetch(options: FetchOptions, ctx: JobContext) -> FetchSummary:
             except (EmbedStudioError, OSError) as e:
                 # The image is there; only its caption is missing: fail this file, go on with the others.
                 reason = str(e) if isinstance(e, EmbedStudioError) else (e.strerror or str(e))
-                result = DownloadResult(result.post, result.path, FAILED, error=f"caption of {result.path.name}: {reason}")
+                result = DownloadResult(
+                    result.post, result.path, FAILED, error=f"caption of {result.path.name}: {reason}"
+                )
         with lock:
             if result.status == FAILED:
                 summary.failed.append(f"post {result.post.id}: {result.error}")

@@ -38,7 +38,6 @@ class Post:
     deleted: bool = False  # deleted (or, on Danbooru, banned): not fetched
     problem: str = ""  # why this post's fields cannot become a file name; set by check_names
 
-
     @property
     def artists(self) -> list[str]:
         return list(self.tags.get("artist", []))

@@ -54,9 +54,7 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--api-key", default=None, help="API key (or set EMBED_STUDIO_API_KEY; keeps it out of the process list)"
     )
-    g.add_argument(
-        "--interval", type=float, default=1.0, help="seconds between API requests (default 1, at least 0.5)"
-    )
+    g.add_argument("--interval", type=float, default=1.0, help="seconds between API requests (default 1, at least 0.5)")
 
 
 def _tag_args(p: argparse.ArgumentParser) -> None:

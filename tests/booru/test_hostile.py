@@ -66,10 +66,24 @@ def test_path_shaped_extension_is_skipped_even_when_the_folder_exists(hostile_se
     server.overrides[posts[0].id] = {"file.ext": "png/../../../escaped"}
     out = tmp_path / "a" / "b" / "out"
     (out / f"{posts[0].md5}.png").mkdir(parents=True)  # lets the ../ resolve on today's code
-    s = fetch(server, out, no_sleep)
+    s = fetch(server, out, no_sleep, types=())  # "all": no file type filter stops it first
     assert all_files(tmp_path) == {f"a/b/out/{posts[1].md5}.png", f"a/b/out/{posts[1].md5}.txt"}
     assert s.downloaded == 1 and s.unsafe == [f"post {posts[0].id}: file type 'png/../../../escaped' is not one of "
                                               "avif, bmp, gif, jpeg, jpg, mp4, png, swf, webm, webp, zip"]  # fmt: skip
+
+
+def test_a_link_named_like_a_post_does_not_lead_outside(hostile_server, fb, tmp_path, no_sleep):
+    posts = fb.make_posts(2)
+    server = hostile_server(posts)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not the post")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f"{posts[0].md5}.png").symlink_to(outside)
+    s = fetch(server, out, no_sleep)
+    assert (s.downloaded, s.present) == (1, 0)
+    assert s.failed == [f"post {posts[0].id}: {posts[0].md5}.png leads outside {out} (a link?); not written"]
+    assert outside.read_bytes() == b"not the post" and not (out / f"{posts[0].md5}.txt").exists()
 
 
 def test_a_sample_cannot_pass_for_the_verified_original(hostile_server, fb, tmp_path, no_sleep):
