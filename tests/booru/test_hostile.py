@@ -227,3 +227,11 @@ def test_e621_contributor_tags_are_kept(hostile_server, fb, tmp_path, no_sleep):
     tags = TagOptions(categories=("species", "contributor"), prepend_rating=False, prepend_artist=False)
     fetch(server, tmp_path, no_sleep, tag_options=tags)
     assert (tmp_path / f"{posts[0].md5}.txt").read_text() == "zangoose, some commissioner"
+
+
+def test_a_search_cut_short_is_a_failure_not_done(hostile_server, fb, tmp_path, no_sleep):
+    server = hostile_server(fb.make_posts(330))
+    server.fail_next = [0, 500]  # the first page comes, the second answers 500
+    s = fetch(server, tmp_path, no_sleep, limit=330, write_captions=False)
+    assert s.downloaded == 320
+    assert s.text().startswith("Finished with 1 problem") and "the search stopped early" in s.failed[0]
