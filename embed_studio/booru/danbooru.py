@@ -85,8 +85,9 @@ class Danbooru(Booru):
         params = {"search[antecedent_name_comma]": ",".join(names), "search[status]": "active", "limit": 1000}
         try:
             body = self.client.get_json("tag_aliases.json", params)
-        except HTTPStatusError as e:
-            self.notes.append(f"Could not read danbooru's tag aliases ({e.status}); tags filtered here as typed.")
+        except NetworkError as e:
+            # A mirror without the aliases API still searches; the user learns the filter is literal.
+            self.notes.append(f"Could not read danbooru's tag aliases, so tags were filtered here as typed: {e}")
             return {}
         aliases: dict[str, str] = {}
         for row in body if isinstance(body, list) else []:
