@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embed_studio.booru.post import Booru
+from embed_studio.booru.post import SAMPLE_PREFIX, Booru
 from embed_studio.booru.tagfilter import TagList, TagOptions, format_caption
 from embed_studio.dataset.folder import booru_stem, caption_path, list_images
 from embed_studio.errors import UserInputError
@@ -123,22 +123,22 @@ def caption_folder(
     check_cancelled: Callable[[], None] = lambda: None,
 ) -> CaptionSummary:
     """Caption every booru-named image of `folder` from the booru's own tags, looked up by md5
-    in batches (one request per page_size md5s), copies and preprocessed crops included."""
+    in batches (one request per md5_batch md5s), copies and preprocessed crops included."""
     folder = Path(folder)
     images = list_images(folder)  # not recursive: tagged/ and kohya copies inside it are not re-read
     summary = CaptionSummary(files=len(images))
     by_md5: dict[str, list[Path]] = {}
     for image in images:
-        stem = booru_stem(image.name).lower()
+        stem = booru_stem(image.name).lower().removeprefix(SAMPLE_PREFIX)  # a sample has its post's tags
         if MD5_RE.match(stem):
             by_md5.setdefault(stem, []).append(image)
         else:
             summary.not_md5.append(image.name)
     md5s = sorted(by_md5)
     done = 0
-    for start in range(0, len(md5s), booru.page_size):
+    for start in range(0, len(md5s), booru.md5_batch):
         check_cancelled()
-        chunk = md5s[start : start + booru.page_size]
+        chunk = md5s[start : start + booru.md5_batch]
         before = booru.client.requests_made
         posts = booru.lookup_md5(chunk)
         summary.requests += booru.client.requests_made - before

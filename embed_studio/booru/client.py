@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -17,6 +18,27 @@ from embed_studio.errors import Cancelled, NetworkError
 PROJECT = "EmbedStudio"
 # Answers that mean "slow down" or "try again shortly"; everything else 4xx is final.
 RETRY_STATUS = frozenset({429, 502, 503, 504, 520, 521, 522, 524})
+# e621's hard limit is 2 requests a second; no user setting goes below it.
+MIN_INTERVAL = 0.5
+
+
+class HTTPStatusError(NetworkError):
+    """The server answered with an error status; `status` lets callers react to one (414, 422)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """scheme, host and port (the default one filled in): what must match before a login is sent."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def user_agent(site: str, username: str = "") -> str:
@@ -94,8 +116,7 @@ class BooruClient:
             session = requests.Session()
             # An empty User-Agent is sent as none at all (requests drops None-valued headers).
             session.headers["User-Agent"] = self.config.resolved_user_agent() or None
-            if self.authenticated:
-                session.auth = (self.config.username, self.config.api_key)
+            # No session.auth: that would send the login to every host (file CDNs, a tag list URL).
             self._local.session = session
             with self._sessions_lock:
                 self._sessions.append(session)
@@ -116,6 +137,12 @@ class BooruClient:
     @property
     def authenticated(self) -> bool:
         return bool(self.config.username and self.config.api_key)
+
+    def auth_for(self, url: str) -> tuple[str, str] | None:
+        """The login, only for the booru's own API host (same scheme, host and port)."""
+        if self.authenticated and origin(url) == origin(self.base_url):
+            return (self.config.username, self.config.api_key)
+        return None
 
     # -- requests ------------------------------------------------------------------------
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
@@ -150,7 +177,9 @@ class BooruClient:
             with self._sessions_lock:
                 self.requests_made += 1
             try:
-                response = self.session.get(url, params=params, timeout=cfg.timeout, stream=stream)
+                response = self.session.get(
+                    url, params=params, timeout=cfg.timeout, stream=stream, auth=self.auth_for(url)
+                )
             except (requests.ConnectionError, requests.Timeout) as e:
                 if attempt >= cfg.max_retries:
                     raise NetworkError(
@@ -169,7 +198,7 @@ class BooruClient:
             if response.status_code >= 400:
                 message = self._error_message(response, url)
                 response.close()
-                raise NetworkError(message)
+                raise HTTPStatusError(message, response.status_code)
             return response
 
     def _backoff(self, attempt: int, retry_after: str | None) -> None:

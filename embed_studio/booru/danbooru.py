@@ -6,7 +6,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from embed_studio.booru.post import Booru, Post, as_int, ext_of
+from embed_studio.booru.client import HTTPStatusError
+from embed_studio.booru.post import Booru, Post, as_int, check_names, ext_of
 from embed_studio.errors import NetworkError, UserInputError
 
 DANBOORU_URL = "https://danbooru.donmai.us"
@@ -20,6 +21,15 @@ DANBOORU_FIELDS = {
     "meta": "tag_string_meta",
 }
 SERVER_TAG_LIMIT = 2  # what Danbooru allows anonymous users and basic members
+# Metatags Danbooru does not count toward that limit (its PostQuery::UNLIMITED_METATAGS).
+# order: is not among them: it counts like a tag.
+FREE_METATAGS = frozenset(
+    {
+        "status", "rating", "limit", "is", "id", "date", "age", "filesize", "filetype", "parent", "child", "md5",
+        "width", "height", "duration", "mpixels", "ratio", "score", "upvote", "downvotes", "favcount", "embedded",
+        "tagcount", "pixiv_id", "pixiv",
+    }
+)  # fmt: skip
 _SCORE = re.compile(r"^score:(>=|<=|>|<|=)?(-?\d+)$")
 
 
@@ -43,21 +53,21 @@ class Danbooru(Booru):
 
     def search(self, query: str) -> Iterator[list[Post]]:
         terms = query.split()
-        if len(terms) <= SERVER_TAG_LIMIT:
+        if len(counted_terms(terms)) <= SERVER_TAG_LIMIT:
             yield from super().search(query)
             return
         if self.client.authenticated:
             try:
                 first = self.fetch_page(query, None, self.page_size)
-            except NetworkError as e:
-                if "422" not in str(e):
+            except HTTPStatusError as e:
+                if e.status != 422:
                     raise
             else:
                 # The account may search all the tags: go on with the whole query on the server.
                 yield from self.pages(query, first=first)
                 return
         server, local = split_query(terms)
-        keep = local_matcher(local)
+        keep = local_matcher(local, self.tag_aliases(local))
         self.notes.append(
             f"Danbooru lets anonymous users and basic accounts search {SERVER_TAG_LIMIT} tags at a time: "
             f"searched {' '.join(server)!r} on the server and filtered {' '.join(local)!r} here. "
@@ -66,30 +76,63 @@ class Danbooru(Booru):
         for page in super().search(" ".join(server)):
             yield [p for p in page if keep(p)]
 
+    def tag_aliases(self, terms: list[str]) -> dict[str, str]:
+        """The site's active aliases (old name -> tag) of the plain tags among `terms`: a post is
+        tagged with the tag, never with its alias, so a local check must look for the tag."""
+        names = sorted({t.lstrip("-").lower() for t in terms if _local_check(t) is not None and ":" not in t})
+        if not names:
+            return {}
+        params = {"search[antecedent_name_comma]": ",".join(names), "search[status]": "active", "limit": 1000}
+        try:
+            body = self.client.get_json("tag_aliases.json", params)
+        except NetworkError as e:
+            # A mirror without the aliases API still searches; the user learns the filter is literal.
+            self.notes.append(f"Could not read danbooru's tag aliases, so tags were filtered here as typed: {e}")
+            return {}
+        aliases: dict[str, str] = {}
+        for row in body if isinstance(body, list) else []:
+            if isinstance(row, dict) and isinstance(row.get("antecedent_name"), str):
+                if isinstance(row.get("consequent_name"), str) and row["consequent_name"].strip():
+                    aliases[row["antecedent_name"].lower()] = row["consequent_name"].strip().lower()
+        return aliases
+
+
+def _metatag(term: str) -> str:
+    body = term.lstrip("-~")
+    return body.split(":", 1)[0].lower() if ":" in body else ""
+
+
+def counted_terms(terms: list[str]) -> list[str]:
+    """The terms Danbooru counts toward its tag limit: all but its free metatags."""
+    return [t for t in terms if _metatag(t) not in FREE_METATAGS]
+
 
 def split_query(terms: list[str]) -> tuple[list[str], list[str]]:
-    """Pick the terms Danbooru searches (positive plain tags first) and those we check locally."""
-    local_ok = [t for t in terms if _local_check(t) is not None]
-    server_only = [t for t in terms if _local_check(t) is None]
+    """Pick the terms Danbooru searches (free metatags, then positive plain tags first) and those we
+    check locally."""
+    counted = counted_terms(terms)
+    local_ok = [t for t in counted if _local_check(t) is not None]
+    server_only = [t for t in counted if _local_check(t) is None]
     if len(server_only) > SERVER_TAG_LIMIT:
         raise UserInputError(
             f"Danbooru lets anonymous users search {SERVER_TAG_LIMIT} tags at a time, and "
             f"{', '.join(server_only)} can only be searched on the server. Remove some of them, or enter your "
             "Danbooru user name and API key (a Gold account searches more tags)."
         )
-    positive = [t for t in local_ok if not t.startswith("-") and ":" not in t]
+    positive = [t for t in local_ok if not t.startswith("-")]
     others = [t for t in local_ok if t not in positive]
-    server = server_only + (positive + others)[: SERVER_TAG_LIMIT - len(server_only)]
+    chosen = set(server_only + (positive + others)[: SERVER_TAG_LIMIT - len(server_only)])
+    server = [t for t in terms if t in chosen or t not in counted]
     local = [t for t in terms if t not in server]
     return server, local
 
 
-def local_matcher(terms: list[str]) -> Callable[[Post], bool]:
-    checks = [_local_check(t) for t in terms]
+def local_matcher(terms: list[str], aliases: dict[str, str] | None = None) -> Callable[[Post], bool]:
+    checks = [_local_check(t, aliases) for t in terms]
     return lambda post: all(check(post) for check in checks if check)
 
 
-def _local_check(term: str) -> Callable[[Post], bool] | None:
+def _local_check(term: str, aliases: dict[str, str] | None = None) -> Callable[[Post], bool] | None:
     """A predicate for a term we can evaluate on a post's JSON; None if only the server can."""
     negate = term.startswith("-")
     body = term[1:] if negate else term
@@ -104,9 +147,10 @@ def _local_check(term: str) -> Callable[[Post], bool] | None:
         ops = {">": int.__gt__, "<": int.__lt__, ">=": int.__ge__, "<=": int.__le__, "=": int.__eq__}
         check = lambda p: ops[op](p.score, value)  # noqa: E731
     elif ":" in lower:
-        return None  # order:, status:, user:... only the server knows
+        return None  # order:, user:, pool:... only the server knows
     else:
-        check = lambda p: lower in p.all_tags  # noqa: E731
+        tag = (aliases or {}).get(lower, lower)
+        check = lambda p: tag in p.all_tags  # noqa: E731
     return (lambda p: not check(p)) if negate else check
 
 
@@ -120,11 +164,11 @@ def parse_post(raw: Any) -> Post | None:
     md5 = str(raw.get("md5") or "").lower()
     tags = {cat: str(raw.get(key) or "").split() for cat, key in DANBOORU_FIELDS.items()}
     rating = str(raw.get("rating") or "")
-    file_url = (raw.get("file_url") or None) if md5 else None
-    sample_url = raw.get("large_file_url") or None
+    file_url = _url(raw.get("file_url")) if md5 else None
+    sample_url = _url(raw.get("large_file_url"))
     if sample_url == file_url:
         sample_url = None
-    return Post(
+    post = Post(
         id=int(raw["id"]),
         md5=md5,
         ext=str(raw.get("file_ext") or ext_of(file_url) or "jpg").lower(),
@@ -138,5 +182,11 @@ def parse_post(raw: Any) -> Post | None:
         rating=rating,
         rating_name=DANBOORU_RATINGS.get(rating, rating),
         score=as_int(raw.get("score"), 0) or 0,
-        deleted=bool(raw.get("is_deleted")),
+        # Banned posts are taken down at the artist's request: skipped like deleted ones.
+        deleted=bool(raw.get("is_deleted") or raw.get("is_banned")),
     )
+    return check_names(post)
+
+
+def _url(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from embed_studio.booru.post import RATING_NAMES, Booru, Post, as_int, ext_of
+from embed_studio.booru.post import RATING_NAMES, Booru, Post, as_int, check_names, ext_of
 from embed_studio.errors import NetworkError
 
 E621_URL = "https://e621.net"
-E621_CATEGORIES = ("general", "species", "character", "copyright", "artist", "invalid", "meta", "lore")
+E621_CATEGORIES = (
+    "general", "species", "character", "copyright", "artist", "contributor", "invalid", "meta", "lore",
+)  # fmt: skip
 
 
 class E621(Booru):
@@ -41,12 +43,13 @@ def parse_post(raw: Any) -> Post | None:
     flags = raw.get("flags") if isinstance(raw.get("flags"), dict) else {}
     score = raw.get("score")
     rating = str(raw.get("rating") or "")
-    sample_url = sample.get("url") if sample.get("has", True) else None
-    return Post(
+    file_url = file.get("url") if isinstance(file.get("url"), str) else None
+    sample_url = sample.get("url") if sample.get("has", True) and isinstance(sample.get("url"), str) else None
+    post = Post(
         id=int(raw["id"]),
         md5=md5,
-        ext=str(file.get("ext") or ext_of(file.get("url")) or "jpg").lower(),
-        file_url=(file.get("url") or None) if md5 else None,
+        ext=str(file.get("ext") or ext_of(file_url) or "jpg").lower(),
+        file_url=(file_url or None) if md5 else None,
         size=as_int(file.get("size")),
         width=as_int(file.get("width")),
         height=as_int(file.get("height")),
@@ -59,3 +62,4 @@ def parse_post(raw: Any) -> Post | None:
         score=as_int(score.get("total") if isinstance(score, dict) else score, 0) or 0,
         deleted=bool(flags.get("deleted")),
     )
+    return check_names(post)

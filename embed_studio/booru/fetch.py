@@ -18,7 +18,7 @@ from embed_studio.booru.post import Booru, Post
 from embed_studio.booru.sites import open_booru
 from embed_studio.booru.tagfilter import TagList, TagOptions, format_caption, resolve_tag_list
 from embed_studio.dataset.imageio import is_image_file
-from embed_studio.errors import Cancelled, NetworkError, UserInputError
+from embed_studio.errors import Cancelled, EmbedStudioError, NetworkError, UserInputError
 from embed_studio.jobs import Job, JobContext
 
 DEFAULT_TYPES = ("jpg", "png", "webp")
@@ -32,7 +32,7 @@ class ConnectionOptions:
     base_url: str = ""  # empty: the site's public server
     username: str = ""
     api_key: str = ""
-    min_interval: float = 1.0  # seconds between API requests
+    min_interval: float = 1.0  # seconds between API requests (at least client.MIN_INTERVAL)
     backoff: float = 2.0
     max_retries: int = 4
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -88,15 +88,28 @@ class FetchSummary:
     deleted: int = 0  # no file URL: deleted
     hidden: int = 0  # no file URL: hidden from this user (login needed)
     filtered: int = 0  # wrong file type or too large
+    unsafe: list[str] = field(default_factory=list)  # posts whose md5/ext cannot be a file name
     failed: list[str] = field(default_factory=list)
     captions: int = 0
     captions_kept: int = 0
     notes: list[str] = field(default_factory=list)
     cancelled: bool = False
     files: list[str] = field(default_factory=list)
+    finished: bool = False  # the run reached its end (not cancelled, not stopped by an error)
+    error: str = ""  # what stopped the run
+
+    def head(self) -> str:
+        if self.cancelled:
+            return "Cancelled"
+        if self.error:
+            return "Failed"
+        if not self.finished:
+            return "Fetching"
+        problems = len(self.failed) + len(self.unsafe)
+        return f"Finished with {problems} problem{'s' if problems != 1 else ''}" if problems else "Done"
 
     def text(self) -> str:
-        head = "Cancelled" if self.cancelled else "Done"
+        head = self.head()
         lines = [
             f"{head}: {self.site} {self.query!r} → {self.folder}",
             f"{self.posts_seen} posts looked at on {self.pages} page{'s' if self.pages != 1 else ''}; "
@@ -110,13 +123,20 @@ class FetchSummary:
             skipped.append(f"{self.hidden} hidden (no file URL; a login may show them)")
         if self.filtered:
             skipped.append(f"{self.filtered} of another file type or too large")
+        if self.unsafe:
+            skipped.append(f"{len(self.unsafe)} whose md5 or file type is not a safe file name")
         if skipped:
             lines.append("Skipped " + ", ".join(skipped) + ".")
         if self.captions or self.captions_kept:
             lines.append(f"{self.captions} captions written, {self.captions_kept} existing kept.")
+        lines += [f"Skipped: {u}" for u in self.unsafe[:5]]
+        if len(self.unsafe) > 5:
+            lines.append(f"... and {len(self.unsafe) - 5} more skipped.")
         lines += [f"Failed: {f}" for f in self.failed[:5]]
         if len(self.failed) > 5:
             lines.append(f"... and {len(self.failed) - 5} more failures.")
+        if self.error:
+            lines.append(f"Stopped by: {self.error}")
         lines += self.notes
         return "\n".join(lines)
 
@@ -161,15 +181,23 @@ def run_fetch(options: FetchOptions, ctx: JobContext) -> FetchSummary:
 
     def fetch_one(post: Post) -> None:
         result = download_post(
-            booru.client, post, folder, sample=options.sample, cancelled=lambda: ctx.cancelled, on_bytes=on_bytes
-        )
+            booru.client, post, folder, sample=options.sample, max_bytes=max_bytes,
+            cancelled=lambda: ctx.cancelled, on_bytes=on_bytes,
+        )  # fmt: skip
         _finish(result)
 
     def _finish(result: DownloadResult) -> None:
         caption_written = None
         if result.status != FAILED and options.write_captions:
             caption = format_caption(result.post, options.tag_options, tag_list)
-            caption_written = write_output(result.path, caption, options.output) is not None
+            try:
+                caption_written = write_output(result.path, caption, options.output) is not None
+            except (EmbedStudioError, OSError) as e:
+                # The image is there; only its caption is missing: fail this file, go on with the others.
+                reason = str(e) if isinstance(e, EmbedStudioError) else (e.strerror or str(e))
+                result = DownloadResult(
+                    result.post, result.path, FAILED, error=f"caption of {result.path.name}: {reason}"
+                )
         with lock:
             if result.status == FAILED:
                 summary.failed.append(f"post {result.post.id}: {result.error}")
@@ -198,8 +226,9 @@ def run_fetch(options: FetchOptions, ctx: JobContext) -> FetchSummary:
             except NetworkError as e:
                 if not futures:
                     raise
-                # Keep what the earlier pages found: finish those downloads, then say why we stopped.
-                summary.notes.append(f"The search stopped early: {e}")
+                # Keep what the earlier pages found: finish those downloads; the unfinished search is a failure.
+                with lock:
+                    summary.failed.append(f"the search stopped early: {e}")
                 break
             if page is None:
                 break
@@ -214,6 +243,8 @@ def run_fetch(options: FetchOptions, ctx: JobContext) -> FetchSummary:
                         summary.deleted += 1
                     elif skip == "hidden":
                         summary.hidden += 1
+                    elif skip == "unsafe":
+                        summary.unsafe.append(f"post {post.id}: {post.problem}")
                     elif skip:
                         summary.filtered += 1
                 if skip:
@@ -232,18 +263,26 @@ def run_fetch(options: FetchOptions, ctx: JobContext) -> FetchSummary:
         summary.notes.extend(booru.notes)
         report("cancelled")
         raise
+    except BaseException as e:
+        # The summary published so far must not read as a finished run.
+        summary.error = str(e) or type(e).__name__
+        pool.shutdown(wait=True, cancel_futures=True)
+        summary.notes.extend(booru.notes)
+        report("failed")
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         booru.client.close()
     summary.notes.extend(booru.notes)
     if summary.posts_seen == 0:
         summary.notes.append("No posts matched the query. Check the spelling of the tags on the site itself.")
+    summary.finished = True
     report("done")
     return summary
 
 
 # atomic_writer's temporary for md5.ext is ".md5.ext.<random>.tmp"; a killed run can leave one.
-_STALE_TEMP = re.compile(r"^\.[0-9a-f]{32}\.[a-z0-9]+\.[^.]+\.tmp$")
+_STALE_TEMP = re.compile(r"^\.(?:sample-)?[0-9a-f]{32}\.[a-z0-9]+\.[^.]+\.tmp$")
 
 
 def remove_stale_temporaries(folder: Path) -> int:
@@ -257,8 +296,12 @@ def remove_stale_temporaries(folder: Path) -> int:
 
 
 def _skip_reason(post: Post, types: set[str], max_bytes: int, sample: bool) -> str:
+    if post.deleted:
+        return "deleted"  # Danbooru still serves the files of deleted and banned posts
     if not post.file_url:
-        return "deleted" if post.deleted else "hidden"
+        return "hidden"
+    if post.problem:
+        return "unsafe"
     if types and post.ext not in types and not (sample and post.sample_ext in types):
         return "type"
     if max_bytes and not sample and post.size and post.size > max_bytes:

@@ -25,7 +25,7 @@ NOT_ARTISTS = frozenset(
         "banned_artist", "creepy_warning", "seizure_warning",
     }
 )  # fmt: skip
-ALL_CATEGORIES = ("general", "species", "character", "copyright", "artist", "meta", "lore")
+ALL_CATEGORIES = ("general", "species", "character", "copyright", "artist", "contributor", "meta", "lore")
 DEFAULT_CATEGORIES = ("general", "species")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
 

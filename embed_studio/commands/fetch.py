@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--out", type=Path, required=True, help="folder for the images (created if missing)")
     f.add_argument("--limit", type=int, default=150, help="how many files to get (default: 150)")
     f.add_argument("--types", default="jpg,png,webp", help="file extensions to keep, comma separated, or 'all'")
-    f.add_argument("--max-mb", type=float, default=0.0, help="skip originals larger than this many MB (0: no limit)")
+    f.add_argument(
+        "--max-mb", type=float, default=0.0,
+        help="skip originals larger than this many MB, and cut off any download past it (0: no limit)",
+    )  # fmt: skip
     f.add_argument("--sample", action="store_true", help="get the booru's downscaled sample instead of the original")
     f.add_argument("--workers", type=int, default=3, help="parallel downloads (1-8, default 3)")
     f.add_argument("--no-captions", action="store_true", help="download only; write no captions")
@@ -35,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "caption",
         help="caption an existing folder of booru files (md5 names) from the booru's tags",
         description="Look up every md5-named image of DIR (copies like 'x (1).jpg' and the WebUI preprocessor's "
-        "'00001-0 x.jpg' included) on the booru, 320 md5s a request, and write captions from the post tags.",
+        "'00001-0 x.jpg' included) on the booru, 100 md5s a request, and write captions from the post tags.",
     )
     c.add_argument("site", choices=SITES)
     c.add_argument("folder", type=Path)
@@ -51,7 +54,7 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--api-key", default=None, help="API key (or set EMBED_STUDIO_API_KEY; keeps it out of the process list)"
     )
-    g.add_argument("--interval", type=float, default=1.0, help="seconds between API requests (default 1)")
+    g.add_argument("--interval", type=float, default=1.0, help="seconds between API requests (default 1, at least 0.5)")
 
 
 def _tag_args(p: argparse.ArgumentParser) -> None:
@@ -162,7 +165,8 @@ def _run(job, summarise) -> int:
     status = job.status()
     if status.state == DONE:
         print(summarise(job.result))
-        return 0
+        # Files that failed leave the run unfinished for a script, though the others were fetched.
+        return 1 if getattr(job.result, "failed", None) else 0
     if "summary" in status.stats:
         print(status.stats["summary"])
     print(f"error: {status.error}", file=sys.stderr)

@@ -12,6 +12,10 @@ _spec = importlib.util.spec_from_file_location("es_tests_fake_booru", Path(__fil
 fake_booru = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = fake_booru  # dataclasses look their module up by name
 _spec.loader.exec_module(fake_booru)
+_spec = importlib.util.spec_from_file_location("es_tests_hostile_booru", Path(__file__).with_name("hostile_booru.py"))
+hostile_booru = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = hostile_booru
+_spec.loader.exec_module(hostile_booru)
 
 
 @pytest.fixture
@@ -27,6 +31,27 @@ def booru_server():
 
     def _start(posts, flavor: str = "e621", rate_interval: float = 0.0):
         server = fake_booru.FakeBooru(posts, flavor=flavor, rate_interval=rate_interval).start()
+        started.append(server)
+        return server
+
+    yield _start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def hb():
+    """The hostile_booru module (HostileBooru, file_requests)."""
+    return hostile_booru
+
+
+@pytest.fixture
+def hostile_server():
+    """hostile_server(posts, flavor="e621") -> a started HostileBooru."""
+    started = []
+
+    def _start(posts, flavor: str = "e621"):
+        server = hostile_booru.HostileBooru(posts, flavor=flavor).start()
         started.append(server)
         return server
 

@@ -38,6 +38,7 @@ class FakePost:
     score: int = 10
     deleted: bool = False  # e621: no file URL, flags.deleted
     hidden: bool = False  # no file URL, not deleted (hidden from anonymous users)
+    banned: bool = False  # Danbooru: is_banned (taken down at the artist's request)
     sample: bytes | None = None
 
     @property
@@ -57,6 +58,18 @@ class Request:
     user_agent: str | None
     authorization: str | None
     status: int = 0
+
+
+# Danbooru's metatags that do not count toward its 2-tag limit (PostQuery::UNLIMITED_METATAGS).
+FREE_METATAGS = {
+    "status", "rating", "limit", "is", "id", "date", "age", "filesize", "filetype", "parent", "child", "md5",
+    "width", "height", "duration", "mpixels", "ratio", "score", "upvote", "downvotes", "favcount", "embedded",
+    "tagcount", "pixiv_id", "pixiv",
+}  # fmt: skip
+
+
+def counted_terms(terms: list[str]) -> list[str]:
+    return [t for t in terms if ":" not in t or t.lstrip("-~").split(":", 1)[0].lower() not in FREE_METATAGS]
 
 
 def make_posts(n: int, start_id: int = 1000, **kwargs) -> list[FakePost]:
@@ -92,6 +105,8 @@ class FakeBooru:
         self.corrupt: set[str] = set()  # md5s served with other bytes
         self.malformed_json = False
         self.extra_files: dict[str, bytes] = {}  # path -> bytes (e.g. a tag list)
+        self.file_host: str | None = None  # another server's URL that serves the files (a CDN)
+        self.aliases: dict[str, str] = {}  # Danbooru tag aliases: old name -> tag
         self._last_api: float | None = None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -126,7 +141,7 @@ class FakeBooru:
         return [r for r in self.requests if r.path.endswith("posts.json")]
 
     def file_url(self, post: FakePost) -> str:
-        return f"{self.url}/data/{post.md5}.{post.ext}"
+        return f"{self.file_host or self.url}/data/{post.md5}.{post.ext}"
 
     # -- handling ------------------------------------------------------------------------
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
@@ -145,6 +160,11 @@ class FakeBooru:
             )
         if parsed.path == "/posts.json":
             return self._api(h, req)
+        if parsed.path == "/tag_aliases.json" and self.flavor == "danbooru":
+            names = req.query.get("search[antecedent_name_comma]", "").split(",")
+            rows = [{"antecedent_name": n, "consequent_name": self.aliases[n], "status": "active"}
+                    for n in names if n in self.aliases]  # fmt: skip
+            return self._send(h, req, 200, json.dumps(rows).encode())
         if parsed.path in self.extra_files:
             return self._send(h, req, 200, self.extra_files[parsed.path], "text/csv")
         if parsed.path.startswith("/data/"):
@@ -164,7 +184,7 @@ class FakeBooru:
         if self.malformed_json:
             return self._send(h, req, 200, b'{"posts": [{"id": 1, "file": ', "application/json")
         terms = req.query.get("tags", "").split()
-        if self.flavor == "danbooru" and len(terms) > 2 and not req.authorization:
+        if self.flavor == "danbooru" and len(counted_terms(terms)) > 2 and not req.authorization:
             body = {
                 "success": False,
                 "error": "PostQuery::TagLimitError",
@@ -195,7 +215,7 @@ class FakeBooru:
             elif ":" in body:
                 ok = True  # order:, status: ... ignored
             else:
-                ok = body in post.all_tags
+                ok = self.aliases.get(body, body) in post.all_tags
             if ok == neg:
                 return False
         return True
@@ -203,7 +223,7 @@ class FakeBooru:
     def _post_json(self, p: FakePost) -> dict:
         hidden = p.deleted or p.hidden
         url = None if hidden else self.file_url(p)
-        sample_url = f"{self.url}/data/sample/{p.md5}.jpg" if p.sample and not hidden else None
+        sample_url = f"{self.file_host or self.url}/data/sample/{p.md5}.jpg" if p.sample and not hidden else None
         if self.flavor == "e621":
             return {
                 "id": p.id,
@@ -226,6 +246,7 @@ class FakeBooru:
             "rating": p.rating,
             "score": p.score,
             "is_deleted": p.deleted,
+            "is_banned": p.banned,
             "tag_string_general": " ".join(p.tags.get("general", [])),
             "tag_string_character": " ".join(p.tags.get("character", [])),
             "tag_string_copyright": " ".join(p.tags.get("copyright", [])),

@@ -9,7 +9,7 @@ from embed_studio.booru.tagfilter import TagOptions
 from embed_studio.jobs import DONE
 
 
-def test_folder_is_captioned_in_batches_of_320(booru_server, fb, tmp_path, no_sleep):
+def test_folder_is_captioned_in_batches_of_100(booru_server, fb, tmp_path, no_sleep):
     posts = fb.make_posts(330)
     server = booru_server(posts)
     for p in posts:
@@ -17,8 +17,9 @@ def test_folder_is_captioned_in_batches_of_320(booru_server, fb, tmp_path, no_sl
     booru = open_booru("e621", base_url=server.url, min_interval=0, sleep=no_sleep)
     summary = caption_folder(tmp_path, booru, TagOptions(), OutputOptions())
     assert summary.matched == summary.written == 330
-    assert [len(r.query["tags"][4:].split(",")) for r in server.api_requests()] == [320, 10]
-    assert summary.requests == 2
+    assert [r.query["tags"].split()[1] for r in server.api_requests()] == ["status:any"] * 4
+    assert [len(r.query["tags"].split()[0][4:].split(",")) for r in server.api_requests()] == [100, 100, 100, 30]
+    assert summary.requests == 4
     assert (tmp_path / f"{posts[4].md5}.txt").read_text().startswith("explicit content, by some artist")
 
 

@@ -117,7 +117,7 @@ def test_sample_size_downloads_the_sample(booru_server, fb, tmp_path, no_sleep):
     server = booru_server(posts)
     s = run(options(server, tmp_path, no_sleep, limit=1, sample=True)).result
     assert s.downloaded == 1
-    assert (tmp_path / f"{posts[0].md5}.jpg").read_bytes() == posts[0].sample
+    assert (tmp_path / f"sample-{posts[0].md5}.jpg").read_bytes() == posts[0].sample
 
 
 def test_cancel_stops_and_reports(booru_server, fb, tmp_path, no_sleep):
@@ -188,3 +188,12 @@ def test_stale_temporaries_of_a_killed_run_are_removed(booru_server, fb, tmp_pat
     run(options(server, tmp_path, no_sleep, limit=1))
     assert not stale.exists() and other.exists()
     assert (tmp_path / f"{posts[0].md5}.png").read_bytes() == posts[0].data
+
+
+def test_stale_sample_temporaries_are_removed_too(booru_server, fb, tmp_path, no_sleep):
+    posts = fb.make_posts(1)
+    server = booru_server(posts)
+    stale = tmp_path / f".sample-{posts[0].md5}.jpg.x1y2z3.tmp"
+    stale.write_bytes(b"half a sample")
+    run(options(server, tmp_path, no_sleep, limit=1))
+    assert not stale.exists()
