@@ -20,8 +20,9 @@ NEW = ["1girl", "smile", "long hair"]
     [
         ("skip", None),
         ("overwrite", "1girl, smile, long hair"),
-        ("append", "my char, smile, 1girl, smile, long hair"),
-        ("prepend", "1girl, smile, long hair, my char, smile"),
+        # No action writes a tag twice: "smile" is in both.
+        ("append", "my char, smile, 1girl, long hair"),
+        ("prepend", "1girl, smile, long hair, my char"),
         ("merge", "my char, smile, 1girl, long hair"),
     ],
 )
