@@ -7,7 +7,8 @@ import pytest
 
 from embed_studio.errors import FileFormatError, UserInputError
 from embed_studio.tagger.labels import TagLabels, load_labels
-from embed_studio.tagger.options import TaggerOptions
+from embed_studio.tagger.options import TaggerOptions, parse_thresholds
+from embed_studio.tagger.registry import MODELS
 from embed_studio.tagger.select import mcut_threshold, select_tags
 from embed_studio.tagspell import tag_key
 
@@ -152,3 +153,37 @@ def test_bad_option_values_are_user_errors():
         TaggerOptions(general_threshold=1.5)
     with pytest.raises(UserInputError):
         TaggerOptions(sort="random")
+
+
+# e621's numbering, as Z3D's tags-selected.csv has it: no rating rows.
+E621_NAMES = ["anthro", "canine", "krystal", "hi_res", "star_fox", "some_artist", "lore_tag"]
+E621_CATS = [0, 5, 4, 7, 3, 1, 8]
+E621_PROBS = np.array([0.6, 0.6, 0.4, 0.9, 0.5, 0.95, 0.9], dtype=np.float32)
+
+
+def test_z3d_categories_keep_their_own_include_options_and_thresholds():
+    labels = TagLabels(names=list(E621_NAMES), categories=np.array(E621_CATS), vocabulary="e621")
+    z3d = MODELS["Z3D-E621-Convnext"]
+
+    def pick(**opts):
+        base = {"general_threshold": z3d.general_threshold, "character_threshold": z3d.character_threshold}
+        return select_tags(E621_PROBS, labels, TaggerOptions(**{**base, **opts}))
+
+    sel = pick()
+    # Artist, meta and lore are categories of their own, off unless asked for; species is not "general".
+    assert sel.tags == ["anthro", "canine", "star fox", "krystal"]
+    assert sel.by_category["species"] == {"canine": pytest.approx(0.6)} and set(sel.general) == {"anthro"}
+    assert pick(categories=("general", "meta", "artist")).tags == ["some artist", "hi res", "anthro"]
+    assert pick(category_thresholds={"species": 0.7, "copyright": 0.45}).tags == ["anthro", "star fox", "krystal"]
+    # The authors' demo keeps e621 characters WD's 0.85 would drop.
+    assert "krystal" not in pick(character_threshold=0.85).tags
+
+
+def test_category_options_are_checked():
+    with pytest.raises(UserInputError, match="Unknown tagger categories"):
+        TaggerOptions(categories=("general", "colour"))
+    with pytest.raises(UserInputError, match="Species threshold"):
+        TaggerOptions(category_thresholds={"species": 2})
+    assert parse_thresholds("species=0.3,\nmeta = 0.5") == {"species": 0.3, "meta": 0.5}
+    with pytest.raises(UserInputError, match="category=value"):
+        parse_thresholds("species 0.3")
