@@ -14,7 +14,7 @@ from embed_studio.booru.post import Post
 from embed_studio.dataset.taglist import TagList, load_tag_list
 from embed_studio.errors import UserInputError
 from embed_studio.fileio import atomic_writer
-from embed_studio.tagspell import Spelling, tag_key
+from embed_studio.tagspell import CATEGORIES, Spelling, tag_key
 
 # e621/Danbooru file these under "artist" though they name no artist.
 NOT_ARTISTS = frozenset(
@@ -24,7 +24,8 @@ NOT_ARTISTS = frozenset(
         "banned_artist", "creepy_warning", "seizure_warning",
     }
 )  # fmt: skip
-ALL_CATEGORIES = ("general", "species", "character", "copyright", "artist", "meta", "lore")
+# A post's tag categories (tagspell owns the names); its rating is not one, and "invalid" tags are typos.
+ALL_CATEGORIES = tuple(c for c in CATEGORIES if c not in ("rating", "invalid"))
 DEFAULT_CATEGORIES = ("general", "species")
 
 
