@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from embed_studio.errors import UserInputError
 
@@ -64,6 +65,7 @@ def is_kaomoji(tag: str, kaomoji: frozenset[str] = KAOMOJI) -> bool:
     return under in kaomoji or under.lower() in kaomoji or ("_" in under and not _HAS_LETTER.search(under))
 
 
+@lru_cache(maxsize=65536)  # a 10,000-image dataset asks for the same few thousand tags again and again
 def tag_key(tag: str) -> str:
     """A tag's identity however it is written: case, spaces vs underscores, escapes, weights."""
     name, _ = split_weight(tag)

@@ -397,24 +397,29 @@ class DatasetCaptions:
         return edit
 
     def _index_tags(self, i: int, old: Tags, new: Tags) -> None:
-        for t in old:
-            key = tag_key(t)
-            counts = self._spellings[key]
-            counts[t] -= 1
-            if counts[t] <= 0:
-                del counts[t]
-        old_keys = {tag_key(t) for t in old}
-        new_keys = {tag_key(t) for t in new}
-        for key in old_keys - new_keys:
-            posting = self._postings[key]
-            posting.discard(i)
-            if not posting:
-                del self._postings[key]
-                del self._spellings[key]
-        for t in new:
-            key = tag_key(t)
-            self._spellings.setdefault(key, Counter())[t] += 1
-            self._postings.setdefault(key, set()).add(i)
+        # Only the spellings that come or go are looked at: a delete on 10,000 captions touches one each.
+        diff = Counter(new)
+        diff.subtract(old)
+        new_keys: set[str] | None = None
+        for tag, n in diff.items():
+            if not n:
+                continue
+            key = tag_key(tag)
+            counts = self._spellings.setdefault(key, Counter())
+            counts[tag] += n
+            if counts[tag] <= 0:
+                del counts[tag]
+            if n > 0:
+                self._postings.setdefault(key, set()).add(i)
+                continue
+            if new_keys is None:
+                new_keys = {tag_key(t) for t in new}
+            if key not in new_keys:
+                posting = self._postings[key]
+                posting.discard(i)
+                if not posting:
+                    del self._postings[key]
+                    del self._spellings[key]
 
     def _set(self, i: int, tags: Tags) -> None:
         self._index_tags(i, self._tags[i], tags)
