@@ -71,7 +71,8 @@ def _tag_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--include", default="", help="tags always added, comma separated")
     g.add_argument("--exclude", default="", help="tags never written, comma separated (* wildcards)")
     g.add_argument("--keep-underscores", action="store_true", help="keep underscores in tags")
-    g.add_argument("--no-escape", action="store_true", help="do not escape ( ) [ ] in tags")
+    g.add_argument("--escape", action="store_true",
+                   help=r"write \( \) into caption files (only for the WebUI's own Train tab; ours escapes itself)")  # fmt: skip
     g.add_argument("--output", choices=("sidecar", "filename", "kohya"), default="sidecar",
                    help="sidecar .txt files, tags as copies' file names, or a kohya N_name folder")  # fmt: skip
     g.add_argument("--output-dir", type=Path, default=None, help="where filename/kohya copies go")
@@ -104,7 +105,7 @@ def _tag_options(args: argparse.Namespace):
         include=parse_tag_field(args.include),
         exclude=parse_tag_field(args.exclude),
         underscores_to_spaces=not args.keep_underscores,
-        escape_brackets=not args.no_escape,
+        escape_brackets=args.escape,
     )
     output = OutputOptions(
         mode=args.output, folder=args.output_dir, kohya_repeats=args.kohya_repeats, kohya_name=args.kohya_name,

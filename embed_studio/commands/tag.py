@@ -13,8 +13,9 @@ def _tag_list(text: str) -> list[str]:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from embed_studio.tagger.caption import ACTIONS, SKIP
-    from embed_studio.tagger.options import SORT_MODES
+    from embed_studio.tagger.options import DEFAULT_CATEGORIES, SORT_MODES, TAGGER_CATEGORIES
     from embed_studio.tagger.registry import DEFAULT_MODEL
+    from embed_studio.tagspell import DEFAULT_ORDER
 
     p = sub.add_parser(
         "tag",
@@ -44,6 +45,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--escape", action="store_true", help=r"escape brackets: kiana_(honkai) -> kiana \(honkai\)")
     p.add_argument("--weights", action="store_true", help="write (tag:0.87) with each tag's confidence")
+    p.add_argument(
+        "--categories",
+        default=",".join(DEFAULT_CATEGORIES),
+        help=f"categories written, comma separated, of {', '.join(TAGGER_CATEGORIES)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--category-thresholds",
+        default="",
+        metavar="CAT=T,...",
+        help="thresholds of other categories, e.g. species=0.3,meta=0.5 (default: the general threshold)",
+    )
+    p.add_argument(
+        "--merge-order",
+        default=",".join(DEFAULT_ORDER),
+        help="with --on-existing merge: category order of the caption (default: %(default)s)",
+    )
     p.add_argument("--exclude", type=_tag_list, default=[], help="comma-separated tags never written")
     p.add_argument("--add", type=_tag_list, default=[], help="comma-separated tags written first in every caption")
     p.add_argument("--recursive", action="store_true", help="also tag images in subfolders")
@@ -71,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
     from embed_studio.errors import UserInputError
     from embed_studio.jobs import Job
     from embed_studio.progress import status_line
-    from embed_studio.tagger.options import KAOMOJI, TagOptions
+    from embed_studio.tagger.options import TaggerOptions, parse_thresholds
     from embed_studio.tagger.pipeline import TagRequest, tag_folder
     from embed_studio.tagger.registry import MODELS, ModelSpec, find_spec
+    from embed_studio.tagspell import KAOMOJI
 
     local_defaults = ModelSpec(name="local", repo_id="")  # WD defaults for a local folder
 
@@ -87,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     spec = None if Path(args.model).expanduser().exists() else find_spec(args.model)
     general = args.general_threshold
     character = args.character_threshold
-    options = TagOptions(
+    options = TaggerOptions(
         general_threshold=general if general is not None else (spec or local_defaults).general_threshold,
         character_threshold=character if character is not None else (spec or local_defaults).character_threshold,
         general_mcut=args.mcut_general,
@@ -101,12 +119,15 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         exclude_tags=args.exclude,
         additional_tags=args.add,
+        categories=tuple(_tag_list(args.categories)),
+        category_thresholds=parse_thresholds(args.category_thresholds),
     )
     request = TagRequest(
         folder=args.folder,
         model=args.model,
         options=options,
         on_existing=args.on_existing,
+        merge_order=tuple(_tag_list(args.merge_order)),
         recursive=args.recursive,
         dry_run=args.dry_run or 0,
         batch_size=args.batch_size,

@@ -1,4 +1,4 @@
-"""`embed-studio tags DIR list|delete|replace|add|front|undo|restore`: prune captions headless."""
+"""`embed-studio tags DIR list|files|delete|replace|add|front|normalize|undo|restore`: prune captions headless."""
 
 from __future__ import annotations
 
@@ -52,6 +52,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = scoped(actions.add_parser("front", help="move tags to the front of every caption that has them"))
     f.add_argument("tags", nargs="+")
 
+    fl = actions.add_parser("files", help="list the images whose caption has a tag (in any spelling)")
+    fl.add_argument("tags", nargs="+", help="the tag(s); an image with any of them is listed")
+    fl.add_argument("--no-filename-tags", action="store_true", help="ignore tags in file names")
+
+    n = scoped(
+        actions.add_parser(
+            "normalize",
+            help="rewrite every caption to one spelling per tag (spaces, kaomoji kept, bare brackets)",
+        )
+    )
+    n.add_argument(
+        "--escape", action="store_true", help=r"write \( \) instead (for the WebUI's own Train tab on this folder)"
+    )
+    n.add_argument("--underscores", action="store_true", help="write underscores instead of spaces")
+
     actions.add_parser("undo", help="put back the captions replaced by the last save (restore the last backup)")
     rs = actions.add_parser("restore", help="restore a caption backup (default: the last one not restored)")
     rs.add_argument("--backup", default=None, help="backup name (see --list)")
@@ -85,8 +100,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     ds = DatasetCaptions.load(args.dir, filename_tags=not args.no_filename_tags)
+    if args.action == "files":
+        for tag in _split(args.tags):
+            files = ds.files_with(tag)
+            spellings = ds.variants(tag)
+            written = f" (written {', '.join(spellings)})" if len(spellings) > 1 else ""
+            print(f"{ds.spelling_of(tag)}: {len(files)} image(s){written}")
+            for path in files:
+                print(f"  {path.relative_to(ds.folder).as_posix()}")
+        return 0
     scope = None
-    if args.has or args.lacks:
+    if getattr(args, "has", "") or getattr(args, "lacks", ""):
         scope = ds.filter(parse_tag_list(args.has), parse_tag_list(args.lacks))
 
     if args.action == "list":
@@ -118,15 +142,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"{ds.tag_count} tags on {len(ds) if scope is None else len(scope)} images")
         return 0
 
-    tags = _split(args.tags)
-    if args.action == "delete":
-        edit = ds.delete_tags(tags, scope)
-    elif args.action == "replace":
-        edit = ds.replace_tags(tags, args.new, scope)
-    elif args.action == "add":
-        edit = ds.add_tags(tags, args.position, scope)
+    if args.action == "normalize":
+        from embed_studio.tagspell import Spelling
+
+        edit = ds.normalize(Spelling(underscores=args.underscores, escape=args.escape), scope)
     else:
-        edit = ds.move_to_front(tags, scope)
+        edit = _edit(ds, args, scope)
     if args.dry_run:
         print(f"would {edit.label} in {edit.image_count} caption(s)")
         for c in edit.changes[:10]:
@@ -140,3 +161,14 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"{edit.label}: {result.count} caption(s) written{where}")
     return 0
+
+
+def _edit(ds, args: argparse.Namespace, scope: list[int] | None):
+    tags = _split(args.tags)
+    if args.action == "delete":
+        return ds.delete_tags(tags, scope)
+    if args.action == "replace":
+        return ds.replace_tags(tags, args.new, scope)
+    if args.action == "add":
+        return ds.add_tags(tags, args.position, scope)
+    return ds.move_to_front(tags, scope)

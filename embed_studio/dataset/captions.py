@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from embed_studio.dataset.folder import (
 )
 from embed_studio.errors import DatasetError, UserInputError
 from embed_studio.fileio import WriteError, atomic_write_bytes, atomic_write_text
+from embed_studio.tagspell import CANONICAL, Spelling, canonical, spell, split_weight, tag_key, unique
 
 Tags = tuple[str, ...]
 
@@ -40,11 +42,11 @@ GENERIC_TAGS = frozenset(
 
 
 def parse_tag_list(text: str | Iterable[str] | None) -> list[str]:
-    """Tags typed by a user ("a, b" or a list), stripped, empties and repeats dropped, order kept."""
+    """Tags typed by a user ("a, b" or a list), stripped, empties and repeats (in any spelling) dropped."""
     if text is None:
         return []
     items = split_tags(text) if isinstance(text, str) else [t.strip() for t in text if t and t.strip()]
-    return list(dict.fromkeys(items))
+    return unique(items)
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,11 @@ class DatasetCaptions:
         self._disk: list[Tags] = list(tags)  # what a reload would read now
         # The sidecars' modification times when read: a save refuses to overwrite one changed since.
         self._mtimes: list[int | None] = mtimes if mtimes is not None else [self._caption_mtime(p) for p in images]
+        # Keyed by tag_key: "black_hair" and "black hair" are one tag with two spellings.
         self._postings: dict[str, set[int]] = {}
+        self._spellings: dict[str, Counter[str]] = {}
         for i, t in enumerate(self._tags):
-            for tag in set(t):
-                self._postings.setdefault(tag, set()).add(i)
+            self._index_tags(i, (), t)
         self._dirty: set[int] = set()  # images whose tags differ from their file
         self._history: list[Edit] = []
         self._pos = 0  # edits [0, pos) are applied; [pos, len) can be redone
@@ -167,17 +170,33 @@ class DatasetCaptions:
         return self._index[Path(image)]
 
     def count(self, tag: str) -> int:
-        return len(self._postings.get(tag, ()))
+        return len(self._postings.get(tag_key(tag), ()))
 
     @property
     def tag_count(self) -> int:
         return len(self._postings)
 
     def all_tags(self) -> list[str]:
-        return list(self._postings)
+        return [self.spelling_of(k) for k in self._postings]
+
+    def spelling_of(self, tag: str) -> str:
+        """How the dataset writes this tag: the canonical form of its most used spelling."""
+        counts = self._spellings.get(tag_key(tag))
+        if not counts:
+            return canonical(tag)
+        return canonical(max(counts.items(), key=lambda kv: kv[1])[0])  # ties: first seen
+
+    def variants(self, tag: str) -> list[str]:
+        """The spellings of this tag found in the captions, most used first."""
+        counts = self._spellings.get(tag_key(tag), Counter())
+        return [t for t, _ in counts.most_common()]
 
     def images_with(self, tag: str) -> set[int]:
-        return set(self._postings.get(tag, ()))
+        return set(self._postings.get(tag_key(tag), ()))
+
+    def files_with(self, tag: str) -> list[Path]:
+        """The images whose caption has this tag in any spelling (to look before deleting it)."""
+        return [self.images[i] for i in sorted(self.images_with(tag))]
 
     def filter(
         self, has: Iterable[str] = (), lacks: Iterable[str] = (), *, match_any: bool = False, text: str = ""
@@ -188,12 +207,12 @@ class DatasetCaptions:
         """
         has, lacks = parse_tag_list(has), parse_tag_list(lacks)
         if has:
-            sets = [self._postings.get(t, set()) for t in has]
+            sets = [self._postings.get(tag_key(t), set()) for t in has]
             keep = set().union(*sets) if match_any else set.intersection(*sets)
         else:
             keep = set(range(len(self.images)))
         for t in lacks:
-            keep -= self._postings.get(t, set())
+            keep -= self._postings.get(tag_key(t), set())
         if text:
             needle = text.lower()
             keep = {i for i in keep if needle in self.images[i].name.lower() or needle in self.caption_text(i).lower()}
@@ -204,16 +223,16 @@ class DatasetCaptions:
 
         sort: "count" (most first), "tag" (alphabetical) or "share" (same as count).
         """
-        needle = search.strip().lower()
+        needle = tag_key(search)
         scope_size = len(self.images) if indices is None else len(indices)
         rows = []
         scope = None if indices is None else set(indices)
-        for tag, posting in self._postings.items():
-            if needle and needle not in tag.lower():
+        for key, posting in self._postings.items():
+            if needle and needle not in key:
                 continue
             n = len(posting) if scope is None else len(posting & scope)
             if n:
-                rows.append(TagRow(tag, n, n / scope_size if scope_size else 0.0))
+                rows.append(TagRow(self.spelling_of(key), n, n / scope_size if scope_size else 0.0))
         if sort == "tag":
             rows.sort(key=lambda r: r.tag.lower())
         elif sort in ("count", "share"):
@@ -232,24 +251,24 @@ class DatasetCaptions:
                 f"Threshold {threshold} must be a share between 0 and 1 (e.g. 0.5 for half the images)."
             )
         rows = [r for r in self.tag_table(indices=indices) if r.share >= threshold]
-        candidates = [r for r in rows if normalize(r.tag) not in GENERIC_TAGS]
-        generic = [r for r in rows if normalize(r.tag) in GENERIC_TAGS]
+        candidates = [r for r in rows if tag_key(r.tag) not in GENERIC_TAGS]
+        generic = [r for r in rows if tag_key(r.tag) in GENERIC_TAGS]
         return Suggestions(candidates, generic, threshold)
 
-    def complete(self, prefix: str, booru_tags: Sequence[str] = (), limit: int = 20) -> list[str]:
+    def complete(self, prefix: str, booru_tags: Iterable[str] = (), limit: int = 20) -> list[str]:
         """Autocomplete: dataset tags (most used first), then booru-list tags, starting with or containing `prefix`."""
-        needle = normalize(prefix)
+        needle = tag_key(prefix)
         if not needle:
             return []
         starts, contains = [], []
         for row in self.tag_table():
-            t = normalize(row.tag)
+            t = tag_key(row.tag)
             (starts if t.startswith(needle) else contains if needle in t else []).append(row.tag)
         out = list(dict.fromkeys(starts + contains))
         if len(out) < limit:
-            seen = {normalize(t) for t in out}
+            seen = {tag_key(t) for t in out}
             for tag in booru_tags:
-                t = normalize(tag)
+                t = tag_key(tag)
                 if t.startswith(needle) and t not in seen:
                     out.append(tag)
                     seen.add(t)
@@ -265,18 +284,18 @@ class DatasetCaptions:
         """Images in scope having any of `tags`, found through the index instead of a full scan."""
         hit: set[int] = set()
         for t in tags:
-            hit |= self._postings.get(t, set())
+            hit |= self._postings.get(tag_key(t), set())
         if indices is not None:
             hit &= set(indices)
         return sorted(hit)
 
     def delete_tags(self, tags: str | Iterable[str], indices: Iterable[int] | None = None) -> Edit:
-        """Remove `tags` from every caption (of `indices`, default all)."""
+        """Remove `tags`, in every spelling, from every caption (of `indices`, default all)."""
         drop = parse_tag_list(tags)
         if not drop:
             raise UserInputError("No tags to delete: select or type at least one tag.")
-        gone = set(drop)
-        new = {i: tuple(t for t in self._tags[i] if t not in gone) for i in self._candidates(drop, indices)}
+        gone = {tag_key(t) for t in drop}
+        new = {i: tuple(t for t in self._tags[i] if tag_key(t) not in gone) for i in self._candidates(drop, indices)}
         return self._record(f"delete {', '.join(drop)}", new)
 
     def replace_tags(
@@ -291,20 +310,20 @@ class DatasetCaptions:
             raise UserInputError("No tags to replace: select or type the tags to replace.")
         if not new_tags:
             raise UserInputError("Type the replacement tag (to remove tags instead, use Delete).")
-        gone = set(old_tags)
+        gone = {tag_key(t) for t in old_tags}
         changed = {}
         for i in self._candidates(old_tags, indices):
             out: list[str] = []
             inserted = False
-            keep = [t for t in self._tags[i] if t not in gone]
+            keep = {tag_key(t) for t in self._tags[i] if tag_key(t) not in gone}
             for t in self._tags[i]:
-                if t in gone:
+                if tag_key(t) in gone:
                     if not inserted:
-                        out.extend(n for n in new_tags if n not in keep and n not in out)
+                        out.extend(n for n in new_tags if tag_key(n) not in keep)
                         inserted = True
-                elif t not in out:
+                else:
                     out.append(t)
-            changed[i] = tuple(out)
+            changed[i] = tuple(unique(out))
         return self._record(f"replace {', '.join(old_tags)} with {', '.join(new_tags)}", changed)
 
     def add_tags(
@@ -318,7 +337,8 @@ class DatasetCaptions:
         changed = {}
         for i in self._scope(indices):
             current = self._tags[i]
-            missing = [t for t in add if t not in current]
+            have = {tag_key(t) for t in current}
+            missing = [t for t in add if tag_key(t) not in have]
             if not missing:
                 continue
             at = len(current) if pos is None else min(pos, len(current))
@@ -331,12 +351,28 @@ class DatasetCaptions:
         front = parse_tag_list(tags)
         if not front:
             raise UserInputError("No tags to move: select or type at least one tag.")
-        first = set(front)
+        rank = {tag_key(t): n for n, t in enumerate(front)}
         changed = {}
         for i in self._candidates(front, indices):
             current = self._tags[i]
-            changed[i] = tuple(t for t in front if t in current) + tuple(t for t in current if t not in first)
+            # The image's own spelling moves; only the order changes.
+            moved = sorted((t for t in current if tag_key(t) in rank), key=lambda t: rank[tag_key(t)])
+            changed[i] = tuple(moved) + tuple(t for t in current if tag_key(t) not in rank)
         return self._record(f"move {', '.join(front)} to the front", changed)
+
+    def normalize(self, spelling: Spelling = CANONICAL, indices: Iterable[int] | None = None) -> Edit:
+        """Rewrite every caption (of `indices`) to one spelling per tag; a tag written twice is kept once.
+
+        Variants of a tag become the canonical form of the dataset's most used one (so its case
+        wins); `spelling` can ask for escaped brackets or underscores instead.
+        """
+        changed = {}
+        for i in self._scope(indices):
+            # A weighted tag, (tag:0.8), keeps its own weight around the shared spelling.
+            changed[i] = tuple(
+                unique(spell(t if split_weight(t)[1] else self.spelling_of(t), spelling) for t in self._tags[i])
+            )
+        return self._record("normalize tag spelling", changed)
 
     def set_caption(self, index: int, text: str | Iterable[str]) -> Edit:
         """Replace one image's caption (the caption editor)."""
@@ -360,16 +396,33 @@ class DatasetCaptions:
         self._pos += 1
         return edit
 
+    def _index_tags(self, i: int, old: Tags, new: Tags) -> None:
+        # Only the spellings that come or go are looked at: a delete on 10,000 captions touches one each.
+        diff = Counter(new)
+        diff.subtract(old)
+        new_keys: set[str] | None = None
+        for tag, n in diff.items():
+            if not n:
+                continue
+            key = tag_key(tag)
+            counts = self._spellings.setdefault(key, Counter())
+            counts[tag] += n
+            if counts[tag] <= 0:
+                del counts[tag]
+            if n > 0:
+                self._postings.setdefault(key, set()).add(i)
+                continue
+            if new_keys is None:
+                new_keys = {tag_key(t) for t in new}
+            if key not in new_keys:
+                posting = self._postings[key]
+                posting.discard(i)
+                if not posting:
+                    del self._postings[key]
+                    del self._spellings[key]
+
     def _set(self, i: int, tags: Tags) -> None:
-        old = set(self._tags[i])
-        new = set(tags)
-        for t in old - new:
-            posting = self._postings[t]
-            posting.discard(i)
-            if not posting:
-                del self._postings[t]
-        for t in new - old:
-            self._postings.setdefault(t, set()).add(i)
+        self._index_tags(i, self._tags[i], tags)
         self._tags[i] = tags
         if tags == self._disk[i]:
             self._dirty.discard(i)
@@ -485,11 +538,6 @@ def _read_sidecar(path: Path) -> tuple[str | None, int | None]:
         return None, None
     except OSError as e:
         raise DatasetError(f"Cannot read the caption {path.name}: {e.strerror}. Check its permissions.") from e
-
-
-def normalize(tag: str) -> str:
-    """Comparison form of a tag: lower case, underscores as spaces, booru escapes dropped."""
-    return tag.strip().lower().replace("_", " ").replace("\\(", "(").replace("\\)", ")")
 
 
 def parse_position(position: str | int | None) -> int | None:

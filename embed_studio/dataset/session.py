@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ class DatasetSession:
 
     def __init__(self) -> None:
         self.captions: DatasetCaptions | None = None
-        self.booru_tags: list[str] = []
+        self.booru_tags: Iterable[str] = []  # a loaded TagList: its names, most used first
         self.filter = TagFilter()
         self.page = 0
         self.selected: int | None = None  # image index in the caption editor

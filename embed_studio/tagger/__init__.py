@@ -7,8 +7,7 @@ from typing import Any
 
 # Public names, imported on first use so `embed-studio --help` stays quick.
 _EXPORTS = {
-    "TagOptions": "options",
-    "KAOMOJI": "options",
+    "TaggerOptions": "options",
     "TagRequest": "pipeline",
     "TagSummary": "pipeline",
     "ImageResult": "pipeline",

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from embed_studio.errors import FileFormatError
+from embed_studio.tagspell import VOCABULARIES, category_name, tag_key
 
-# The category column of WD's selected_tags.csv; e621's CSV uses e621's own ids (4 = character
-# there too, 5 = species...). Everything that is neither a rating nor a character is "general".
-RATING, GENERAL, CHARACTER = 9, 0, 4
+# WD's selected_tags.csv marks its rating rows 9; e621's numbers (Z3D) have no such rows.
+RATING, GENERAL = 9, 0
 NAME_HEADERS = ("name", "tag", "tag_name")
 
 
@@ -22,18 +22,38 @@ class TagLabels:
     """The model's output rows: a name and a category for each."""
 
     names: list[str]
-    categories: np.ndarray  # int, one per name
+    categories: np.ndarray  # int, one per name, in the CSV's numbering
+    vocabulary: str = ""  # "danbooru" or "e621"; "" = WD's numbering if it has rating rows, else e621's
 
     def __post_init__(self) -> None:
-        self.rating_idx = np.flatnonzero(self.categories == RATING)
-        self.character_idx = np.flatnonzero(self.categories == CHARACTER)
-        self.general_idx = np.flatnonzero((self.categories != RATING) & (self.categories != CHARACTER))
+        if self.vocabulary not in VOCABULARIES:
+            self.vocabulary = "danbooru" if (self.categories == RATING).any() else "e621"
+        self.category_names = [category_name(c, self.vocabulary) for c in self.categories.tolist()]
+        by_category: dict[str, list[int]] = {}
+        for i, name in enumerate(self.category_names):
+            by_category.setdefault(name, []).append(i)
+        self._indices = {c: np.asarray(ix, dtype=np.int64) for c, ix in by_category.items()}
+        self._by_key = {tag_key(n): c for n, c in zip(self.names, self.category_names, strict=True)}
+        self.rating_idx = self.indices("rating")
+        self.character_idx = self.indices("character")
+        self.general_idx = self.indices("general")
+
+    def indices(self, category: str) -> np.ndarray:
+        return self._indices.get(category, np.zeros(0, dtype=np.int64))
+
+    @property
+    def present_categories(self) -> list[str]:
+        return list(self._indices)
+
+    def category_of(self, tag: str) -> str | None:
+        """The category of a tag in any spelling, None when the model does not know it."""
+        return self._by_key.get(tag_key(tag))
 
     def __len__(self) -> int:
         return len(self.names)
 
 
-def load_labels(path: str | os.PathLike) -> TagLabels:
+def load_labels(path: str | os.PathLike, vocabulary: str = "") -> TagLabels:
     """Parse a tags CSV with a header naming a `name` column (and usually `category`)."""
     path = Path(path)
     try:
@@ -73,4 +93,4 @@ def load_labels(path: str | os.PathLike) -> TagLabels:
         categories.append(category)
     if not names:
         raise FileFormatError(f"The tag list {path} lists no tags. Re-download the model's CSV.")
-    return TagLabels(names=names, categories=np.asarray(categories, dtype=np.int64))
+    return TagLabels(names=names, categories=np.asarray(categories, dtype=np.int64), vocabulary=vocabulary)

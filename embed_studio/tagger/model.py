@@ -102,7 +102,7 @@ class TaggerModel:
 
         self.files = files
         self.name = files.name
-        self.labels: TagLabels = load_labels(files.tags_path)
+        self.labels: TagLabels = load_labels(files.tags_path, files.spec.vocabulary if files.spec else "")
         providers, self.provider_note = choose_providers(device, device_id)
         wants_gpu = providers[0] != "CPUExecutionProvider"
         if wants_gpu:

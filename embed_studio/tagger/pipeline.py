@@ -20,10 +20,11 @@ from embed_studio.tagger.cache import file_hash, get_cache
 from embed_studio.tagger.caption import SKIP, check_action, combine
 from embed_studio.tagger.hub import DEFAULT_CACHE, resolve_model
 from embed_studio.tagger.model import TaggerModel, get_model, unload_models
-from embed_studio.tagger.options import TagOptions
+from embed_studio.tagger.options import TaggerOptions
 from embed_studio.tagger.preprocess import load_for_model, prepare_image
 from embed_studio.tagger.registry import DEFAULT_MODEL
 from embed_studio.tagger.select import Selection, select_tags
+from embed_studio.tagspell import DEFAULT_ORDER, check_categories
 
 WRITTEN, UNCHANGED, SKIPPED, FAILED, PREVIEW = "written", "unchanged", "skipped", "failed", "preview"
 PROBABILITY_CACHE_DIR = "probability-cache"
@@ -35,8 +36,9 @@ class TagRequest:
 
     folder: Path
     model: str = DEFAULT_MODEL  # a registry name/alias, or a folder holding model.onnx + tags CSV
-    options: TagOptions = field(default_factory=TagOptions)
+    options: TaggerOptions = field(default_factory=TaggerOptions)
     on_existing: str = SKIP
+    merge_order: tuple[str, ...] = DEFAULT_ORDER  # categories in caption order when merging
     recursive: bool = False
     dry_run: int = 0  # > 0: tag only that many images and write nothing
     batch_size: int = 8  # images per inference run, when the model's batch dimension allows it
@@ -154,7 +156,7 @@ def load_tagger(
 def tag_image(
     image: str | os.PathLike | Image.Image,
     model: str = DEFAULT_MODEL,
-    options: TagOptions | None = None,
+    options: TaggerOptions | None = None,
     *,
     models_dir: Path | None = None,
     device: str = "auto",
@@ -167,7 +169,7 @@ def tag_image(
     else:
         pixels = load_for_model(image, height, width)
     probs = tagger.predict(pixels[None])[0]
-    return select_tags(probs, tagger.labels, options or TagOptions())
+    return select_tags(probs, tagger.labels, options or TaggerOptions())
 
 
 def _backup_captions(folder: Path, images: list[Path], model: str) -> str | None:
@@ -184,6 +186,7 @@ def tag_folder(request: TagRequest, ctx: JobContext | None = None) -> TagSummary
     """Tag every image of the folder (or the first `dry_run` ones, writing nothing)."""
     folder = require_folder(request.folder)
     check_action(request.on_existing)
+    merge_order = check_categories(request.merge_order, "categories in the merge order")
     if request.batch_size < 1:
         raise UserInputError("Batch size must be at least 1.")
     images = list_images(folder, recursive=request.recursive)
@@ -276,7 +279,7 @@ def tag_folder(request: TagRequest, ctx: JobContext | None = None) -> TagSummary
     def finish(item: _Prepared, probs: np.ndarray, from_cache: bool) -> None:
         selection: Selection = select_tags(probs, labels, request.options)
         previous = read_caption(item.path)
-        caption = combine(previous, selection.tags, request.on_existing)
+        caption = combine(previous, selection.tags, request.on_existing, labels.category_of, merge_order)
         result = ImageResult(
             item.path, PREVIEW, selection.tags, caption, previous, cached=from_cache, ratings=selection.ratings
         )

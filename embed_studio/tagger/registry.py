@@ -7,6 +7,7 @@ from dataclasses import dataclass
 # SmilingWolf's own demo (the wd-tagger space) starts every WD model at these two thresholds.
 WD_GENERAL_THRESHOLD = 0.35
 WD_CHARACTER_THRESHOLD = 0.85
+Z3D_THRESHOLD = 0.3
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,15 @@ MODELS: dict[str, ModelSpec] = {
         _wd("wd-v1-4-convnext-tagger"),
         _wd("wd-v1-4-vit-tagger"),
         # e621's vocabulary (species, e621 character names): the natural tagger for e621 datasets.
-        # Its CSV has another name and no rating rows; no thresholds are published, so WD's apply.
+        # Its CSV has another name, e621's category numbers and no rating rows. The authors' demo
+        # (fancyfeast's Z3D-E621-Convnext space and its mods) keeps every tag scoring over 0.3,
+        # characters included; WD's 0.85 drops most e621 characters.
         ModelSpec(
             name="Z3D-E621-Convnext",
             repo_id="toynya/Z3D-E621-Convnext",
             tags_file="tags-selected.csv",
+            general_threshold=Z3D_THRESHOLD,
+            character_threshold=Z3D_THRESHOLD,
             vocabulary="e621",
         ),
     )

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from embed_studio.tagger.labels import TagLabels
-from embed_studio.tagger.options import SORT_ALPHABETICAL, TagOptions
+from embed_studio.tagger.options import SORT_ALPHABETICAL, TaggerOptions
+from embed_studio.tagspell import tag_key
 
-# A1111 prompt syntax: () and [] change attention, a backslash escapes; tags like
-# "kiana_(honkai)" must keep their brackets literal.
-_PROMPT_SPECIAL = re.compile(r"([\\()\[\]])")
 # SmilingWolf's demo never lets MCut drop the character threshold below this.
 CHARACTER_MCUT_FLOOR = 0.15
 
@@ -25,6 +22,7 @@ class Selection:
     ratings: dict[str, float] = field(default_factory=dict)
     characters: dict[str, float] = field(default_factory=dict)  # raw names above threshold
     general: dict[str, float] = field(default_factory=dict)
+    by_category: dict[str, dict[str, float]] = field(default_factory=dict)  # every kept category, raw names
     general_threshold: float = 0.0
     character_threshold: float = 0.0
 
@@ -39,25 +37,7 @@ def mcut_threshold(probs: np.ndarray) -> float:
     return float((ordered[i] + ordered[i + 1]) / 2)
 
 
-def tag_key(tag: str) -> str:
-    """A tag's identity however it is written: case, spaces vs underscores, escapes, weights."""
-    tag = tag.strip()
-    weighted = re.fullmatch(r"\((.*):[0-9.]+\)", tag)
-    if weighted:
-        tag = weighted.group(1)
-    return tag.replace("\\", "").replace(" ", "_").lower()
-
-
-def format_tag(name: str, options: TagOptions) -> str:
-    tag = name
-    if options.replace_underscores and name not in options.underscore_exceptions:
-        tag = tag.replace("_", " ")
-    if options.escape_brackets:
-        tag = _PROMPT_SPECIAL.sub(r"\\\1", tag)
-    return tag
-
-
-def select_tags(probs: np.ndarray, labels: TagLabels, options: TagOptions) -> Selection:
+def select_tags(probs: np.ndarray, labels: TagLabels, options: TaggerOptions) -> Selection:
     probs = np.asarray(probs, dtype=np.float32).reshape(-1)
     if probs.size != len(labels):
         raise ValueError(f"model gave {probs.size} scores for {len(labels)} tags")
@@ -75,15 +55,20 @@ def select_tags(probs: np.ndarray, labels: TagLabels, options: TagOptions) -> Se
         keep = indices[probs[indices] >= threshold]
         return {names[i]: float(probs[i]) for i in keep if tag_key(names[i]) not in excluded}
 
-    general = above(labels.general_idx, general_t)
-    characters = above(labels.character_idx, character_t)
+    found: dict[str, dict[str, float]] = {}
+    for category in options.categories:
+        # Z3D's species, copyright, meta...: each its own category and threshold, not general's.
+        threshold = {"general": general_t, "character": character_t}.get(category, options.threshold_for(category))
+        found[category] = above(labels.indices(category), threshold)
     ratings = {names[i]: float(probs[i]) for i in labels.rating_idx}
 
-    predicted = sorted({**general, **characters}.items(), key=lambda kv: (-kv[1], kv[0]))
+    scored = {name: score for tags in found.values() for name, score in tags.items()}
+    predicted = sorted(scored.items(), key=lambda kv: (-kv[1], kv[0]))
     if options.max_tags:
         predicted = predicted[: options.max_tags]  # the most confident survive
+    spelling = options.spelling
     if options.sort == SORT_ALPHABETICAL:
-        predicted.sort(key=lambda kv: format_tag(kv[0], options).lower())
+        predicted.sort(key=lambda kv: spelling(kv[0]).lower())
 
     ordered: list[tuple[str, float | None]] = [(t.strip(), None) for t in options.additional_tags if t.strip()]
     if options.include_ratings and ratings:
@@ -99,16 +84,17 @@ def select_tags(probs: np.ndarray, labels: TagLabels, options: TagOptions) -> Se
         if key in seen:
             continue
         seen.add(key)
-        if score is None:  # the user's own tags are written exactly as typed
+        if score is None:  # the user's own tags are written exactly as typed (a trigger word may want its _)
             tags.append(name)
             continue
-        tag = format_tag(name, options)
+        tag = spelling(name)
         tags.append(f"({tag}:{score:.2f})" if options.weights else tag)
     return Selection(
         tags=tags,
         ratings=ratings,
-        characters=characters,
-        general=general,
+        characters=found.get("character", {}),
+        general=found.get("general", {}),
+        by_category=found,
         general_threshold=float(general_t),
         character_threshold=float(character_t),
     )

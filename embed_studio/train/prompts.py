@@ -10,6 +10,8 @@ from pathlib import Path
 
 from embed_studio.dataset.folder import read_caption
 from embed_studio.errors import UserInputError
+from embed_studio.tagspell import escape as escape_brackets  # the one prompt escaper, under its old name here
+from embed_studio.tagspell import tag_key
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 DEFAULT_TEMPLATE = "filewords_name.txt"  # "[filewords], [name]": what the guides recommend for characters
@@ -113,14 +115,6 @@ def build_prompt(line: str, caption: str, name: str, options: PromptOptions, rng
     return line.replace("[filewords]", caption).replace("[name]", name)
 
 
-_UNESCAPED_BRACKET = re.compile(r"(?<!\\)([()\[\]])")
-
-
-def escape_brackets(caption: str) -> str:
-    """Escape ( ) [ ] that are not escaped yet, so tags stay literal text instead of emphasis."""
-    return _UNESCAPED_BRACKET.sub(r"\\\1", caption)
-
-
 def caption_tags(caption: str) -> set[str]:
-    """Lower-cased tags of a caption (for checks such as 'the embedding name is already a tag')."""
-    return {t.strip().lower() for t in caption.split(",") if t.strip()}
+    """The tags of a caption by identity (for checks such as 'the embedding name is already a tag')."""
+    return {tag_key(t) for t in caption.split(",") if t.strip()}

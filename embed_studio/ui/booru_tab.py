@@ -115,7 +115,9 @@ class BooruTab(Tab):
                         self.spaces = gr.Checkbox(
                             value=True, label="Spaces instead of underscores", elem_id="es-booru-spaces"
                         )
-                        self.escape = gr.Checkbox(value=True, label="Escape brackets", elem_id="es-booru-escape")
+                        self.escape = gr.Checkbox(
+                            value=False, label="Escape brackets in files (WebUI Train tab)", elem_id="es-booru-escape"
+                        )
                         self.overwrite = gr.Checkbox(
                             value=False, label="Replace existing captions", elem_id="es-booru-overwrite"
                         )

@@ -96,6 +96,7 @@ class DatasetTab(Tab):
                 with gr.Row():
                     self.delete_btn = gr.Button("Delete selected tags", variant="stop", elem_id="es-dataset-delete")
                     self.front_btn = gr.Button("Move to front", elem_id="es-dataset-front")
+                    self.normalize_btn = gr.Button("Normalize spelling", elem_id="es-dataset-normalize")
                 with gr.Row():
                     self.replacement = gr.Textbox(
                         label="Replace selected with", placeholder="nsfw", elem_id="es-dataset-replacement"
@@ -263,6 +264,12 @@ class DatasetTab(Tab):
         self.add_btn.click(
             op(lambda s, scope, new, pos: s.require().add_tags(new, (pos or "end").strip(), s.scope(scope))),
             inputs=[*table_in, self.scope, self.new_tag, self.position],
+            outputs=view,
+        )
+        # One spelling per tag in every caption; like any edit it waits for Save (backup) and Undo undoes it.
+        self.normalize_btn.click(
+            op(lambda s, scope: s.require().normalize(indices=s.scope(scope))),
+            inputs=[*table_in, self.scope],
             outputs=view,
         )
         self.undo_btn.click(op(lambda s: s.require().undo()), inputs=table_in, outputs=view)

@@ -12,9 +12,16 @@ from embed_studio.jobs import JobStatus
 from embed_studio.progress import status_line
 from embed_studio.tagger.caption import ACTION_LABELS, ACTIONS, SKIP
 from embed_studio.tagger.model import loaded_models, unload_models
-from embed_studio.tagger.options import KAOMOJI, SORT_MODES, TagOptions
+from embed_studio.tagger.options import (
+    DEFAULT_CATEGORIES,
+    SORT_MODES,
+    TAGGER_CATEGORIES,
+    TaggerOptions,
+    parse_thresholds,
+)
 from embed_studio.tagger.pipeline import FAILED, TagRequest, TagSummary, make_tag_job, tag_image
 from embed_studio.tagger.registry import DEFAULT_MODEL, MODELS, find_spec, model_names
+from embed_studio.tagspell import DEFAULT_ORDER, KAOMOJI
 from embed_studio.ui.base import Tab
 from embed_studio.ui.jobs_ui import follow_job
 
@@ -129,6 +136,18 @@ class TaggerTab(Tab):
                     self.unload_after = gr.Checkbox(
                         label="Unload model after running", elem_id="es-tagger-unload-after"
                     )
+                with gr.Row():
+                    self.categories = gr.CheckboxGroup(
+                        list(TAGGER_CATEGORIES),
+                        value=list(DEFAULT_CATEGORIES),
+                        label="Categories written (WD has general and character; Z3D has e621's all)",
+                        elem_id="es-tagger-categories",
+                    )
+                    self.category_thresholds = gr.Textbox(
+                        label="Other categories' thresholds (default: the general one)",
+                        placeholder="species=0.3, copyright=0.5",
+                        elem_id="es-tagger-category-thresholds",
+                    )
                 self.exclude = gr.Textbox(
                     label="Exclude tags (comma-separated, underscores or spaces)", elem_id="es-tagger-exclude"
                 )
@@ -146,6 +165,11 @@ class TaggerTab(Tab):
                     label="Existing captions",
                     info="; ".join(f"{a}: {ACTION_LABELS[a]}" for a in ACTIONS),
                     elem_id="es-tagger-on-existing",
+                )
+                self.merge_order = gr.Textbox(
+                    value=", ".join(DEFAULT_ORDER),
+                    label="Merge: category order of the merged caption",
+                    elem_id="es-tagger-merge-order",
                 )
                 self.dry_count = gr.Slider(
                     1, 20, value=5, step=1, label="Dry run: images to show", elem_id="es-tagger-dry-count"
@@ -172,7 +196,7 @@ class TaggerTab(Tab):
         names = (
             "folder model device general_threshold general_mcut character_threshold character_mcut sort max_tags "
             "include_ratings spaces escape weights recursive unload_after exclude additional underscore_exceptions "
-            "on_existing dry_count"
+            "on_existing dry_count categories category_thresholds merge_order"
         ).split()
         return {name: getattr(self, name) for name in names}
 
@@ -214,6 +238,7 @@ class TaggerTab(Tab):
             model=(v["model"] or "").strip(),
             options=self._options(v),
             on_existing=v["on_existing"],
+            merge_order=tuple(_tags(v["merge_order"])),
             recursive=bool(v["recursive"]),
             dry_run=int(v["dry_count"]) if dry else 0,
             device=v["device"],
@@ -222,8 +247,8 @@ class TaggerTab(Tab):
         )
 
     @staticmethod
-    def _options(v: dict[str, Any]) -> TagOptions:
-        return TagOptions(
+    def _options(v: dict[str, Any]) -> TaggerOptions:
+        return TaggerOptions(
             general_threshold=float(v["general_threshold"]),
             character_threshold=float(v["character_threshold"]),
             general_mcut=bool(v["general_mcut"]),
@@ -237,6 +262,8 @@ class TaggerTab(Tab):
             weights=bool(v["weights"]),
             exclude_tags=_tags(v["exclude"]),
             additional_tags=_tags(v["additional"]),
+            categories=tuple(v["categories"] or ()),
+            category_thresholds=parse_thresholds(v["category_thresholds"]),
         )
 
     @staticmethod

@@ -98,7 +98,7 @@ def test_caption_written_at_download_time_from_post_tags(booru_server, fb, tmp_p
     tags = TagOptions(categories=("general", "species", "character"), include=("zack",), exclude=("hi_res", "smile"))
     run(options(server, tmp_path, no_sleep, limit=1, tag_options=tags))
     caption = (tmp_path / f"{posts[0].md5}.txt").read_text()
-    assert caption == r"safe content, by some artist, zack, solo, blue eyes, zangoose, zack \(character\)"
+    assert caption == "safe content, by some artist, zack, solo, blue eyes, zangoose, zack (character)"
 
 
 def test_kohya_output_folder(booru_server, fb, tmp_path, no_sleep):

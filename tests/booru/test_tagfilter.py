@@ -53,8 +53,10 @@ def test_no_tag_list_keeps_the_booru_tags_in_order():
     opts = TagOptions(categories=("general", "character", "meta"), prepend_rating=False, underscores_to_spaces=False)
     assert caption_tags(post(), opts) == [
         "by artist_a and artist_b", "smile", "solo", "alone", "blue_eyes", "rare_tag", "^_^",
-        r"zack_\(character\)", "hi_res",
+        "zack_(character)", "hi_res",
     ]  # fmt: skip
+    escaped = TagOptions(categories=("character",), prepend_rating=False, prepend_artist=False, escape_brackets=True)
+    assert caption_tags(post(), escaped) == [r"zack \(character\)"]
 
 
 def test_include_exclude_and_templates():

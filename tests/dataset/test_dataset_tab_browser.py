@@ -36,6 +36,16 @@ def add_extension_scripts(page) -> None:
         page.add_script_tag(path=str(js))
 
 
+def open_folder(page, url: str, folder, images: int):
+    """Open `folder` in the panel; the status line, once it counts the images."""
+    page.goto(url)
+    status = page.locator("#es-dataset-status").first
+    page.locator("#es-dataset-folder textarea").fill(str(folder))
+    page.locator("#es-dataset-open").click()
+    status.get_by_text(f"{images} images").wait_for()
+    return status
+
+
 def test_open_delete_everywhere_save_restore(panel_url, browser_page, dataset):
     page = browser_page
     before = texts(dataset)
@@ -139,11 +149,7 @@ def test_image_operations_run_as_jobs_and_restore(panel_url, browser_page, tmp_p
     (folder / "a copy.png").write_bytes((folder / "a.png").read_bytes())
     noise(2, (96, 96)).save(folder / "b.png")
     page = browser_page
-    page.goto(panel_url)
-    status = page.locator("#es-dataset-status").first
-    page.locator("#es-dataset-folder textarea").fill(str(folder))
-    page.locator("#es-dataset-open").click()
-    status.get_by_text("3 images").wait_for()
+    status = open_folder(page, panel_url, folder, 3)
     page.get_by_role("button", name="Images").first.click()
 
     page.locator("#es-dataset-find-dups").click()
@@ -185,3 +191,28 @@ def test_autocomplete_from_a_booru_tag_list(panel_url, browser_page, dataset, tm
     assert [options.nth(i).get_attribute("data-value") for i in range(options.count())] == ["nsfw", "nsfw mark"]
     options.first.click()  # the most used booru tag comes first
     page.wait_for_function("() => document.querySelector('#es-dataset-replacement textarea').value === 'nsfw'")
+
+
+def test_normalize_button_previews_saves_and_restores(panel_url, browser_page, build, tmp_path):
+    folder = build(
+        tmp_path / "mixed",
+        {
+            "1.png": r"o o, kiana kaslana \(honkai\)",
+            "2.png": "o_o, kiana kaslana (honkai)",
+            "3.png": "Kiana_Kaslana_(honkai)",
+        },
+    )
+    before = texts(folder)
+    page = browser_page
+    status = open_folder(page, panel_url, folder, 3)
+    status.get_by_text("2 tags").wait_for()  # one row per tag, whatever its spelling
+
+    page.locator("#es-dataset-normalize").click()
+    status.get_by_text("normalize tag spelling: 2 caption(s) changed (not saved yet)").wait_for()
+    assert texts(folder) == before  # the preview is the table and gallery; nothing written before Save
+    page.locator("#es-dataset-save").click()
+    status.get_by_text("Saved 2 caption(s)").wait_for()
+    assert set(texts(folder).values()) == {"o_o, kiana kaslana (honkai)", "kiana kaslana (honkai)"}
+    page.locator("#es-dataset-restore").click()
+    status.get_by_text("Restored 2 caption(s)").wait_for()
+    assert texts(folder) == before

@@ -11,6 +11,7 @@ from embed_studio.tagger.caption import combine
 from embed_studio.tagger.hub import resolve_model
 from embed_studio.tagger.model import TaggerModel, get_model, loaded_models, unload_models
 from embed_studio.tagger.registry import MODELS, find_spec
+from embed_studio.tagspell import tag_key
 
 NEW = ["1girl", "smile", "long hair"]
 
@@ -20,8 +21,9 @@ NEW = ["1girl", "smile", "long hair"]
     [
         ("skip", None),
         ("overwrite", "1girl, smile, long hair"),
-        ("append", "my char, smile, 1girl, smile, long hair"),
-        ("prepend", "1girl, smile, long hair, my char, smile"),
+        # No action writes a tag twice: "smile" is in both.
+        ("append", "my char, smile, 1girl, long hair"),
+        ("prepend", "1girl, smile, long hair, my char"),
         ("merge", "my char, smile, 1girl, long hair"),
     ],
 )
@@ -31,6 +33,23 @@ def test_caption_actions_on_existing(action, expected):
 
 def test_merge_ignores_spelling_differences():
     assert combine("long_hair, My Char", NEW, "merge") == "long_hair, My Char, 1girl, smile"
+
+
+@pytest.mark.parametrize("action", ["append", "prepend", "merge"])
+def test_no_action_duplicates_a_tag_written_another_way(action):
+    existing = r"kiana kaslana \(honkai\), Black_Hair, o o"
+    new = ["o_o", "black hair", "kiana_kaslana_(honkai)", "smile"]
+    tags = combine(existing, new, action).split(", ")
+    assert len(tags) == len({tag_key(t) for t in tags}) == 4
+    if action != "prepend":  # the caption already there keeps its spelling
+        assert tags[:3] == [r"kiana kaslana \(honkai\)", "Black_Hair", "o o"]
+
+
+def test_merge_orders_by_category():
+    category = {"krystal": "character", "canine": "species", "solo": "general"}.get
+    merged = combine("by someone, solo, canine", ["krystal", "solo"], "merge", category, ("character", "species"))
+    assert merged == "by someone, krystal, canine, solo"
+    assert combine("solo, canine", ["krystal"], "append", category, ("character",)) == "solo, canine, krystal"
 
 
 @pytest.mark.parametrize("action", ["skip", "overwrite", "append", "prepend", "merge"])
@@ -50,6 +69,9 @@ def test_registry_names_aliases_and_repo_ids():
     assert find_spec("SmilingWolf/wd-vit-tagger-v3").name == "wd-vit-tagger-v3"
     z3d = MODELS["Z3D-E621-Convnext"]
     assert (z3d.tags_file, z3d.vocabulary) == ("tags-selected.csv", "e621")
+    # Its authors' demo keeps every tag over 0.3, characters too (WD's demo: 0.35 / 0.85).
+    assert (z3d.general_threshold, z3d.character_threshold) == (0.3, 0.3)
+    assert MODELS["wd-v1-4-convnext-tagger-v2"].character_threshold == 0.85
     assert find_spec("no-such-model") is None
 
 

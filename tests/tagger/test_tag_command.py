@@ -32,3 +32,16 @@ def test_tag_command_errors_are_messages(tmp_path, capsys):
     assert "Give the dataset folder" in capsys.readouterr().err
     assert main(["tag", "--list-models"]) == 0
     assert "SmilingWolf/wd-eva02-large-tagger-v3" in capsys.readouterr().out
+
+
+def test_tag_command_categories_and_merge_order(dataset, tiny_tagger, tmp_path, capsys):
+    args = ["tag", str(dataset), "--model", str(tiny_tagger.folder), "--models-dir", str(tmp_path / "cache")]
+    assert main([*args, "--categories", "general"]) == 0
+    assert "hatsune miku" not in read_caption(dataset / "blue.webp")  # character tags left out
+    assert main([*args, "--on-existing", "merge", "--merge-order", "character,general"]) == 0
+    assert read_caption(dataset / "blue.webp").startswith("hatsune miku, ")  # merged in, characters first
+    capsys.readouterr()
+    assert main([*args, "--categories", "general,colour"]) == 1
+    assert "Unknown tagger categories ['colour']" in capsys.readouterr().err
+    assert main([*args, "--category-thresholds", "species:0.3"]) == 1
+    assert "category=value" in capsys.readouterr().err
