@@ -27,9 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--file", help="the file to train (default: DIR/NAME.pt, DIR from --dir)")
     parser.add_argument("--dir", help="folder of the file (default ./embeddings or ./hypernetworks)")
     parser.add_argument("--config", help="JSON settings (a saved config.json); command-line options override it")
+    from embed_studio.train.option_help import BEYOND
+
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        if f.name in _POSITIONAL:
+        if f.name in _POSITIONAL or f.name in BEYOND:
             continue
         flags = [f"--{f.name.replace('_', '-')}", *_ALIASES.get(f.name, [])]
         kind = hints[f.name]
@@ -43,7 +45,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 default=None,
                 help=f"default: {f.default!r}" if f.default is not dataclasses.MISSING else None,
             )
+    _add_beyond_options(parser, hints)
     parser.set_defaults(func=_train)
+
+
+def _add_beyond_options(parser: argparse.ArgumentParser, hints: dict[str, typing.Any]) -> None:
+    """The options beyond the WebUI's trainer (captions, augmentation, loss, optimizers, validation), in one group."""
+    from embed_studio.train.config import TrainConfig
+    from embed_studio.train.option_help import BEYOND, CHOICES
+
+    group = parser.add_argument_group(
+        "beyond the WebUI's trainer", "kohya/OneTrainer-style options; every default leaves a run as it was"
+    )
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name, (_, text) in BEYOND.items():
+        flag = f"--{name.replace('_', '-')}"
+        kind = hints[name]
+        text = f"{text} (default: {defaults[name]!r})".replace("%", "%%")
+        if kind is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            group.add_argument(
+                flag, dest=name, type=kind if kind in (int, float) else str, default=None, help=text,
+                choices=CHOICES.get(name),
+            )  # fmt: skip
 
 
 def _config_from_args(args: argparse.Namespace) -> typing.Any:

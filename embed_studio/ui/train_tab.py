@@ -15,6 +15,7 @@ from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
 from embed_studio.train.config import KINDS
 from embed_studio.train.job import make_train_job
+from embed_studio.train.option_help import GROUPS as BEYOND_GROUPS
 from embed_studio.train.prompts import DEFAULT_TEMPLATE, list_templates
 from embed_studio.ui import train_form as form
 from embed_studio.ui.base import Tab
@@ -143,6 +144,13 @@ class TrainTab(Tab):
                     with gr.Row():
                         for name in ("preview_width", "preview_height", "preview_with_embedding"):
                             field(name)
+                for title, rows in BEYOND_GROUPS.items():
+                    slug = title.lower().replace(" ", "-")
+                    with gr.Accordion(title, open=False, elem_id=f"es-train-{slug}"):
+                        for row in rows:
+                            with gr.Row():
+                                for name in row:
+                                    field(name)
                 with gr.Accordion("Advanced", open=False, elem_id="es-train-advanced"):
                     with gr.Row():
                         field("name")
