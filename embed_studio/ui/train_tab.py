@@ -151,6 +151,16 @@ class TrainTab(Tab):
                             with gr.Row():
                                 for name in row:
                                     field(name)
+                with gr.Accordion("Presets", open=False, elem_id="es-train-presets"):
+                    with gr.Row():
+                        self.preset = gr.Dropdown(
+                            form.preset_names(provider), label="Preset", allow_custom_value=True, scale=3,
+                            info="Named settings (not the model, data or file). Type a new name to save one.",
+                            elem_id="es-train-preset",
+                        )  # fmt: skip
+                        self.preset_load = gr.Button("Load", scale=0, min_width=80, elem_id="es-train-preset-load")
+                        self.preset_save = gr.Button("Save", scale=0, min_width=80, elem_id="es-train-preset-save")
+                    self.preset_info = gr.Markdown("", elem_id="es-train-preset-info")
                 with gr.Accordion("Advanced", open=False, elem_id="es-train-advanced"):
                     with gr.Row():
                         field("name")
@@ -226,7 +236,30 @@ class TrainTab(Tab):
             model_path=self.model_path, dataset=self.dataset, clip_skip=fields["clip_skip"], kind=self.kind,
             target=self.target,
         )  # fmt: skip
+        self.preset_save.click(
+            self._save_preset, inputs=[self.preset, *fields.values()], outputs=[self.preset, self.preset_info],
+            queue=False,
+        )  # fmt: skip
+        self.preset_load.click(
+            self._load_preset, inputs=[self.preset], outputs=[*fields.values(), self.preset_info], queue=False
+        )
         self._follow_other_tabs(tabs)
+
+    def _save_preset(self, name: str, *values: Any) -> tuple[Any, str]:
+        labels = {n: getattr(c, "label", None) or n for n, c in self.fields.items()}
+        try:
+            message = form.save_form_preset(self.provider, name, dict(zip(self.fields, values, strict=True)), labels)
+        except EmbedStudioError as e:
+            raise gr.Error(str(e)) from e
+        return gr.update(choices=form.preset_names(self.provider), value=name.strip()), message
+
+    def _load_preset(self, name: str) -> list[Any]:
+        try:
+            settings = form.load_form_preset(self.provider, name)
+        except EmbedStudioError as e:
+            raise gr.Error(str(e)) from e
+        updates = [settings[n] if n in settings else gr.update() for n in self.fields]
+        return [*updates, f"Loaded preset **{name.strip()}**: {len(settings)} settings."]
 
     def _follow_other_tabs(self, tabs: dict[str, Tab]) -> None:
         """The folder opened in the dataset editor (the step before training) fills an empty dataset field."""
