@@ -103,6 +103,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw, or lion/prodigy/dadapt_adam when their package is installed
     save_safetensors: bool = False  # embeddings: also a .safetensors beside every saved copy and the final file
     save_each_cycle: bool = False  # cosine with restarts: save a copy and previews at the end of every cycle
+    preview_prompts: str = ""  # more preview prompts, one a line (WebUI --prompt/--seed/... options allowed): a grid
     validation_split: float = 0.0  # share of the images held back for validation (0 = none)
     validation_dir: str = ""  # or a folder of validation images (with captions)
     validation_every: int = 100  # steps between validation checks
@@ -239,6 +240,11 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise UserInputError(f"Optimizer {self.optimizer!r} is not one of: {', '.join(OPTIMIZERS)}.")
         require_optimizer(self.optimizer)
+        if self.preview_prompts.strip():
+            from embed_studio.backends.base import PreviewRequest
+            from embed_studio.train.preview_grid import parse_preview_prompts
+
+            parse_preview_prompts(self.preview_prompts, PreviewRequest(prompt=""))
 
     @property
     def validates(self) -> bool:

@@ -79,6 +79,12 @@ BEYOND: dict[str, tuple[str, str]] = {
         "With the cosine scheduler and restarts: a saved copy and previews at the end of every cycle, where the "
         "rate is lowest (Train_Gamma).",
     ),
+    "preview_prompts": (
+        "More preview prompts",
+        "One prompt a line, each rendered at every preview and shown with the usual preview in one grid per step. "
+        'A line may set its own options like the WebUI\'s prompts-from-file script: --prompt "..." --seed 5 '
+        '--sampler_name euler --steps 25 --cfg_scale 6 --width 512 --height 768 --negative_prompt "...".',
+    ),
     "validation_split": (
         "Validation share",
         "Share of the images (0 to below 1, e.g. 0.1) held back from training; their loss on fixed noise and "
@@ -114,6 +120,7 @@ GROUPS: dict[str, list[tuple[str, ...]]] = {
         ("debiased_loss", "v_pred_like_eps_loss", "optimizer"),
         ("save_safetensors", "save_each_cycle"),
     ],
+    "More previews": [("preview_prompts",)],
     "Validation": [
         ("validation_split", "validation_dir", "validation_every"),
         ("validation_patience", "on_validation_rise", "validation_lr_factor"),

@@ -96,6 +96,7 @@ for _name, (_label, _info) in BEYOND.items():
     SPECS[_name] = dict(label=_label, info=_info)
     if _name in CHOICES:
         SPECS[_name]["choices"] = list(CHOICES[_name])
+SPECS["preview_prompts"]["lines"] = 4
 
 
 def elem_id(name: str) -> str:
