@@ -103,6 +103,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # adamw, or lion/prodigy/dadapt_adam when their package is installed
     save_safetensors: bool = False  # embeddings: also a .safetensors beside every saved copy and the final file
     save_each_cycle: bool = False  # cosine with restarts: save a copy and previews at the end of every cycle
+    tensorboard: bool = False  # also write TensorBoard scalars to LOGDIR/tensorboard (needs the tensorboard package)
     preview_prompts: str = ""  # more preview prompts, one a line (WebUI --prompt/--seed/... options allowed): a grid
     validation_split: float = 0.0  # share of the images held back for validation (0 = none)
     validation_dir: str = ""  # or a folder of validation images (with captions)
@@ -240,6 +241,10 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise UserInputError(f"Optimizer {self.optimizer!r} is not one of: {', '.join(OPTIMIZERS)}.")
         require_optimizer(self.optimizer)
+        if self.tensorboard:
+            from embed_studio.train.scalars import require_tensorboard
+
+            require_tensorboard()
         if self.preview_prompts.strip():
             from embed_studio.backends.base import PreviewRequest
             from embed_studio.train.preview_grid import parse_preview_prompts

@@ -175,6 +175,11 @@ class _Run:
         self.loss_log = LossLog(self.log_dir / "loss.csv")
         self.loss_log.truncate_after(self.initial_step)
         self.validator = self._validator()
+        self.scalars = None
+        if config.tensorboard:
+            from embed_studio.train.scalars import Scalars
+
+            self.scalars = Scalars(self.log_dir)
         return self._loop()
 
     def _cache_latents(self) -> TrainingSet:
@@ -267,6 +272,9 @@ class _Run:
                 ips = images / elapsed if elapsed > 0 else 0.0
                 epoch = self.plan.epoch_of(self.step * config.grad_accum - 1)
                 self.loss_log.add(self.step, epoch, loss, lr, ips)
+                if self.scalars is not None:
+                    norms = torch.stack([p.detach().float().norm() for p in self.params])
+                    self.scalars.add(self.step, loss=loss, lr=lr, param_norm=float(norms.norm()))
                 report.progress(
                     self.step - self.initial_step, self.end - self.initial_step,
                     # The counts are this run's (for it/s and ETA); a resumed file's own step is named here.
@@ -389,6 +397,8 @@ class _Run:
         # The main file's .safetensors goes to the log folder: beside the .pt, the WebUI would load one name twice.
         self._save(self.config.target_path, safetensors=self.log_dir / f"{self.config.target_path.stem}.safetensors")
         self.loss_log.flush()
+        if getattr(self, "scalars", None) is not None:
+            self.scalars.flush()
 
     def _checkpoint(self) -> None:
         """Every save_every steps a named copy (and the main file); every preview_every steps previews."""
@@ -460,6 +470,8 @@ class _Run:
         self.result.validation_loss = loss
         improved, act = self.tracker.update(self.step, loss)
         self.validation_log.add(self.step, loss, self.tracker.best_step)
+        if self.scalars is not None:
+            self.scalars.add(self.step, validation_loss=loss)
         self.report.say(f"step {self.step}: validation loss {loss:.5f} (best {self.tracker.best:.5f})")
         if improved:
             self._save(self.log_dir / f"{config.name}-best.pt", name=f"{config.name}-best")

@@ -79,6 +79,11 @@ BEYOND: dict[str, tuple[str, str]] = {
         "With the cosine scheduler and restarts: a saved copy and previews at the end of every cycle, where the "
         "rate is lowest (Train_Gamma).",
     ),
+    "tensorboard": (
+        "TensorBoard scalars",
+        "Also write the loss, learning rate, trained-parameter norm and validation loss to LOGDIR/tensorboard "
+        "(needs the tensorboard package: pip install tensorboard).",
+    ),
     "preview_prompts": (
         "More preview prompts",
         "One prompt a line, each rendered at every preview and shown with the usual preview in one grid per step. "
@@ -118,7 +123,7 @@ GROUPS: dict[str, list[tuple[str, ...]]] = {
     "Loss and optimizer": [
         ("noise_offset", "min_snr_gamma", "min_timestep", "max_timestep"),
         ("debiased_loss", "v_pred_like_eps_loss", "optimizer"),
-        ("save_safetensors", "save_each_cycle"),
+        ("save_safetensors", "save_each_cycle", "tensorboard"),
     ],
     "More previews": [("preview_prompts",)],
     "Validation": [

@@ -355,3 +355,36 @@ def test_form_values_become_the_options(tmp_path, dataset):
             provider, kind="embedding", model_path=str(tmp_path / "model"), dataset=str(dataset), target="mychar",
             vae=None, values=values,
         )  # fmt: skip
+
+
+def test_resume_with_every_option_equals_a_straight_run(tmp_path, backend, tiny_model, make_config):
+    options = dict(
+        grad_accum=2, flip_augment=True, color_jitter=0.2, noise_offset=0.1, min_snr_gamma=5.0, caption_dropout=0.3,
+        token_warmup_step=3, min_timestep=100, max_timestep=900, latent_sampling="random", debiased_loss=True,
+    )  # fmt: skip
+    straight, split = tmp_path / "a" / "emb.pt", tmp_path / "b" / "emb.pt"
+    for path in (straight, split):
+        path.parent.mkdir()
+        save_embedding(create_embedding(backend, "emb", "black hair", 2), path)
+    train(make_config(straight, max_steps=4, **options), backend)
+    train(make_config(split, max_steps=2, **options), backend)
+    train(make_config(split, max_steps=4, **options), StandaloneBackend.load(tiny_model, "cpu"))
+    assert torch.equal(load_embedding(straight).vectors, load_embedding(split).vectors)
+
+
+def test_tensorboard_scalars(tmp_path, run, make_config):
+    from embed_studio.train.scalars import tensorboard_available
+
+    if not tensorboard_available():
+        with pytest.raises(UserInputError, match="pip install tensorboard"):
+            make_config(tmp_path / "emb.pt", tensorboard=True).validate()
+        return
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    *_, result = run(tensorboard=True, max_steps=2, validation_split=0.34, validation_every=1)
+    events = EventAccumulator(str(tmp_path / "run0" / "logs" / "emb" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"loss", "lr", "param_norm", "validation_loss"} <= tags
+    assert [e.step for e in events.Scalars("loss")] == [1, 2]
+    assert events.Scalars("validation_loss")[-1].value == pytest.approx(result.validation_loss, rel=1e-5)
