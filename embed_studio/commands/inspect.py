@@ -19,6 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help=".pt, .bin, .safetensors, .png/.webp or .optim")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
+    learned = p.add_argument_group("what an embedding learned")
+    learned.add_argument(
+        "--analytics", action="store_true", help="embeddings: each vector's norm and the init text's token count"
+    )
+    learned.add_argument(
+        "--model", help="with --analytics: the model it was trained on, for the nearest vocabulary tokens per vector"
+    )
+    learned.add_argument("--nearest", type=int, default=5, help="with --model: tokens listed per vector (default 5)")
+    learned.add_argument(
+        "--history", type=Path, metavar="DIR", help="with --analytics: a folder of saved-step copies, for the norms "
+        "over training (a run's LOGDIR/embeddings)",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -28,9 +40,14 @@ def run(args: argparse.Namespace) -> int:
 
     results: list[dict[str, Any]] = []
     failed = False
+    backend = _analytics_backend(args)
     for path in args.files:
         try:
             results.append(describe_file(path))
+            if getattr(args, "analytics", False) and results[-1].get("kind") == "embedding":
+                from embed_studio.train.analytics import embedding_analytics
+
+                results[-1]["analytics"] = embedding_analytics(path, backend, args.history, args.nearest)
         except EmbedStudioError as e:
             failed = True
             results.append({"file": str(path), "error": str(e)})
@@ -42,6 +59,35 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
+
+
+def _analytics_backend(args: argparse.Namespace) -> Any:
+    from embed_studio.errors import UserInputError
+
+    if not getattr(args, "analytics", False):
+        if getattr(args, "model", None) or getattr(args, "history", None):
+            raise UserInputError("--model and --history go with --analytics.")
+        return None
+    if args.nearest < 1:
+        raise UserInputError(f"--nearest {args.nearest} must be at least 1.")
+    if args.history is not None and not args.history.is_dir():
+        raise UserInputError(f"--history {args.history} is not a folder (give a run's LOGDIR/embeddings).")
+    if not args.model:
+        return None
+    from embed_studio.backends.standalone import StandaloneBackend
+
+    return StandaloneBackend.load(args.model, "cpu")
+
+
+def _analytics_lines(info: dict[str, Any]) -> list[str]:
+    lines = [f"  vector norms: {', '.join(f'{n:g}' for n in info['norms'])}", f"  {info['init_text']}"]
+    for i, tokens in enumerate(info.get("nearest_tokens") or []):
+        lines.append(f"  vector {i} is nearest to: " + ", ".join(f"{t} ({s:.2f})" for t, s in tokens))
+    history = info.get("norm_history")
+    if history is not None:
+        lines.append(f"  norms over {len(history)} saved step(s):")
+        lines += [f"    step {h['step']}: {', '.join(f'{n:g}' for n in h['norms'])}" for h in history]
+    return lines
 
 
 def _yes_no(value: Any) -> str:
@@ -63,6 +109,8 @@ def format_summary(info: dict[str, Any]) -> str:
         )
         lines.append(f"  checkpoint: {checkpoint}")
         lines.append(f"  format: {info['format']}  checksum: {info['checksum']}  prompt word: {info['prompt_word']}")
+        if "analytics" in info:
+            lines += _analytics_lines(info["analytics"])
     elif kind == "hypernetwork":
         dropout = ", ".join(str(x) for x in info["dropout_structure"])
         lines.append(f"  sizes: {', '.join(str(s) for s in info['sizes'])}")

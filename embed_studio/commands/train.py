@@ -27,9 +27,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--file", help="the file to train (default: DIR/NAME.pt, DIR from --dir)")
     parser.add_argument("--dir", help="folder of the file (default ./embeddings or ./hypernetworks)")
     parser.add_argument("--config", help="JSON settings (a saved config.json); command-line options override it")
+    presets = parser.add_argument_group("presets", "named training settings (not the model, data or file)")
+    presets.add_argument("--preset", help="start from the saved preset NAME (after --config; options override it)")
+    presets.add_argument(
+        "--save-preset", metavar="NAME", help="save the resulting settings as preset NAME and exit without training"
+    )
+    presets.add_argument(
+        "--presets-dir", help="folder of presets (default: _presets in the log root, ./textual_inversion/_presets)"
+    )
+    from embed_studio.train.option_help import BEYOND
+
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        if f.name in _POSITIONAL:
+        if f.name in _POSITIONAL or f.name in BEYOND:
             continue
         flags = [f"--{f.name.replace('_', '-')}", *_ALIASES.get(f.name, [])]
         kind = hints[f.name]
@@ -43,7 +53,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 default=None,
                 help=f"default: {f.default!r}" if f.default is not dataclasses.MISSING else None,
             )
+    _add_beyond_options(parser, hints)
     parser.set_defaults(func=_train)
+
+
+def _add_beyond_options(parser: argparse.ArgumentParser, hints: dict[str, typing.Any]) -> None:
+    """The options beyond the WebUI's trainer (captions, augmentation, loss, optimizers, validation), in one group."""
+    from embed_studio.train.config import TrainConfig
+    from embed_studio.train.option_help import BEYOND, CHOICES
+
+    group = parser.add_argument_group(
+        "beyond the WebUI's trainer", "kohya/OneTrainer-style options; every default leaves a run as it was"
+    )
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    for name, (_, text) in BEYOND.items():
+        flag = f"--{name.replace('_', '-')}"
+        kind = hints[name]
+        text = f"{text} (default: {defaults[name]!r})".replace("%", "%%")
+        if kind is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            group.add_argument(
+                flag, dest=name, type=kind if kind in (int, float) else str, default=None, help=text,
+                choices=CHOICES.get(name),
+            )  # fmt: skip
 
 
 def _config_from_args(args: argparse.Namespace) -> typing.Any:
@@ -53,6 +86,10 @@ def _config_from_args(args: argparse.Namespace) -> typing.Any:
     base: dict = {}
     if args.config:
         base = TrainConfig.load_json(args.config).to_dict()
+    if getattr(args, "preset", None):
+        from embed_studio.train.presets import load_preset
+
+        base.update(load_preset(_presets_dir(args), args.preset))
     folder = args.dir or ("embeddings" if args.kind == "embedding" else "hypernetworks")
     base.update(
         kind=args.kind,
@@ -68,6 +105,16 @@ def _config_from_args(args: argparse.Namespace) -> typing.Any:
     return TrainConfig.from_dict(base)
 
 
+def _presets_dir(args: argparse.Namespace) -> typing.Any:
+    from pathlib import Path
+
+    from embed_studio.train.presets import presets_folder
+
+    if args.presets_dir:
+        return Path(args.presets_dir).expanduser()
+    return presets_folder(Path(args.log_dir).expanduser().parent if args.log_dir else Path("textual_inversion"))
+
+
 def _train(args: argparse.Namespace) -> int:
     from embed_studio.backends.provider import StandaloneProvider
     from embed_studio.errors import Cancelled
@@ -75,6 +122,12 @@ def _train(args: argparse.Namespace) -> int:
     from embed_studio.train.job import make_train_job
 
     config = _config_from_args(args)
+    if args.save_preset:
+        from embed_studio.train.presets import save_preset
+
+        config.validate()
+        print(f"saved preset {args.save_preset!r}: {save_preset(_presets_dir(args), args.save_preset, config)}")
+        return 0
     provider = StandaloneProvider(config.target_path.parent, device=config.device or None)
     job = make_train_job(config, provider, log=lambda message: print(message, file=sys.stderr))
     tty = sys.stderr.isatty()

@@ -20,6 +20,7 @@ KINDS = ("embedding", "hypernetwork")
 LATENT_SAMPLING = ("once", "deterministic", "random")
 CLIP_GRAD_MODES = ("none", "value", "norm")
 LR_SCHEDULERS = ("steps", "cosine")
+ON_VALIDATION_RISE = ("none", "lower_lr", "rollback")
 
 # The guides' recommendations: embeddings "0.0005:5000, 0.0001:10000"; hypernetworks need far lower rates.
 DEFAULT_EMBEDDING_LR = "0.0005:5000, 0.0001:10000"
@@ -84,6 +85,32 @@ class TrainConfig:
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     weight_decay: float = -1.0  # -1 = the WebUI's choice: 0 for embeddings, AdamW's 0.01 for hypernetworks
+    # -- beyond the WebUI's trainer (kohya/OneTrainer/Train_Gamma options); every default leaves a run as before --
+    caption_dropout: float = 0.0  # chance a prompt's [filewords] is empty (the whole caption dropped)
+    token_warmup_min: int = 1  # kohya: tags used at step 0 (after the kept ones) while token warmup runs
+    token_warmup_step: int = 0  # kohya: steps over which the tags grow to the whole caption; 0 = off
+    flip_augment: bool = False  # each image also mirrored (encoded once), picked at random per step
+    color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength; > 0 re-encodes images every step
+    loss_mask_dir: str = (
+        ""  # folder of masks named like the images (white = learn, black = ignore); relative = in the dataset
+    )
+    noise_offset: float = 0.0  # kohya's noise offset (about 0.05-0.1 for darker/brighter images)
+    min_snr_gamma: float = 0.0  # min-SNR loss weighting (5 is the paper's); 0 = off
+    debiased_loss: bool = False  # weight each timestep by 1/sqrt(SNR) (debiased estimation)
+    v_pred_like_eps_loss: bool = False  # v-prediction models: scale the loss by SNR/(SNR+1) like an epsilon model's
+    min_timestep: int = 0  # train only timesteps in [min_timestep, max_timestep)
+    max_timestep: int = 1000
+    optimizer: str = "adamw"  # adamw, or lion/prodigy/dadapt_adam when their package is installed
+    save_safetensors: bool = False  # embeddings: also a .safetensors beside every saved copy and the final file
+    save_each_cycle: bool = False  # cosine with restarts: save a copy and previews at the end of every cycle
+    tensorboard: bool = False  # also write TensorBoard scalars to LOGDIR/tensorboard (needs the tensorboard package)
+    preview_prompts: str = ""  # more preview prompts, one a line (WebUI --prompt/--seed/... options allowed): a grid
+    validation_split: float = 0.0  # share of the images held back for validation (0 = none)
+    validation_dir: str = ""  # or a folder of validation images (with captions)
+    validation_every: int = 100  # steps between validation checks
+    validation_patience: int = 0  # act when the validation loss rose this many checks in a row; 0 = never
+    on_validation_rise: str = "none"  # none, lower_lr (times validation_lr_factor) or rollback to the best copy
+    validation_lr_factor: float = 0.5
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -176,7 +203,57 @@ class TrainConfig:
                 raise UserInputError(f"Filename regex {self.caption_regex!r} is invalid: {e}.") from e
         self.lr_schedule()
         self.clip_schedule()
+        self._validate_beyond()
         return self
+
+    def _validate_beyond(self) -> None:
+        from embed_studio.train.optimizers import OPTIMIZERS, require_optimizer
+
+        def share(label: str, value: float, top: float, example: str) -> None:
+            if not 0 <= value < top:
+                raise UserInputError(f"{label} {value} must be at least 0 and below {top:g} (e.g. {example}).")
+
+        share("Caption dropout", self.caption_dropout, 1, "0.05")
+        share("Colour jitter", self.color_jitter, 1, "0.1")
+        share("Noise offset", self.noise_offset, 1, "0.05")
+        share("Validation split", self.validation_split, 1, "0.1")
+        if self.token_warmup_step < 0 or self.token_warmup_min < 0:
+            raise UserInputError("Token warmup steps and its minimum tag count must be 0 or more.")
+        if self.min_snr_gamma < 0:
+            raise UserInputError(f"Min-SNR gamma {self.min_snr_gamma} must be 0 (off) or positive (e.g. 5).")
+        if not 0 <= self.min_timestep < self.max_timestep:
+            raise UserInputError(
+                f"Timestep range {self.min_timestep}-{self.max_timestep} is empty: the minimum must be at least 0 "
+                "and below the maximum (the full range is 0-1000)."
+            )
+        if self.validation_every < 1:
+            raise UserInputError(f"Validate every {self.validation_every} steps: it must be at least 1.")
+        if self.validation_patience < 0:
+            raise UserInputError("Validation patience must be 0 (never act) or a number of checks.")
+        if not 0 < self.validation_lr_factor < 1:
+            raise UserInputError(
+                f"The validation LR factor {self.validation_lr_factor} must be between 0 and 1 (e.g. 0.5)."
+            )
+        if self.on_validation_rise not in ON_VALIDATION_RISE:
+            raise UserInputError(
+                f"On validation rise {self.on_validation_rise!r} is not one of: {', '.join(ON_VALIDATION_RISE)}."
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise UserInputError(f"Optimizer {self.optimizer!r} is not one of: {', '.join(OPTIMIZERS)}.")
+        require_optimizer(self.optimizer)
+        if self.tensorboard:
+            from embed_studio.train.scalars import require_tensorboard
+
+            require_tensorboard()
+        if self.preview_prompts.strip():
+            from embed_studio.backends.base import PreviewRequest
+            from embed_studio.train.preview_grid import parse_preview_prompts
+
+            parse_preview_prompts(self.preview_prompts, PreviewRequest(prompt=""))
+
+    @property
+    def validates(self) -> bool:
+        return bool(self.validation_split > 0 or self.validation_dir)
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

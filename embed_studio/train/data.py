@@ -35,7 +35,10 @@ class Bucket:
     captions: list[str]
     mean: torch.Tensor  # [N, C, h, w] scaled latents on the device
     std: torch.Tensor | None  # only kept for "random" latent sampling
-    weight: torch.Tensor | None = None  # [N, 1, h, w] loss weights from the alpha channel (mean 1), if asked
+    weight: torch.Tensor | None = None  # [N, 1, h, w] loss weights from the alpha channel/masks (mean 1), if asked
+    flipped_mean: torch.Tensor | None = None  # the mirrored images' latents (flip augmentation)
+    flipped_std: torch.Tensor | None = None
+    pixels: torch.Tensor | None = None  # [N, 3, H, W] uint8 on the CPU, kept only for colour jitter
 
 
 @dataclass
@@ -43,6 +46,8 @@ class TrainingSet:
     buckets: list[Bucket]
     latent_sampling: str
     skipped: list[str] = field(default_factory=list)  # "file: reason" for images left out
+    color_jitter: float = 0.0
+    encode: Callable[[torch.Tensor], LatentDist] | None = None  # the VAE, when images are re-encoded per step
 
     def __len__(self) -> int:
         return sum(len(b.paths) for b in self.buckets)
@@ -50,19 +55,52 @@ class TrainingSet:
     def captions(self) -> list[str]:
         return [c for b in self.buckets for c in b.captions]
 
-    def weights(self, bucket: int, indices: list[int]) -> torch.Tensor | None:
+    def weights(self, bucket: int, indices: list[int], flips: list[bool] | None = None) -> torch.Tensor | None:
         b = self.buckets[bucket]
         if b.weight is None:
             return None
-        return b.weight.index_select(0, torch.tensor(indices, device=b.weight.device))
+        weight = b.weight.index_select(0, torch.tensor(indices, device=b.weight.device))
+        return _pick(flips, weight.flip(-1), weight)
 
-    def latents(self, bucket: int, indices: list[int], generator: torch.Generator) -> torch.Tensor:
+    def latents(
+        self,
+        bucket: int,
+        indices: list[int],
+        generator: torch.Generator,
+        flips: list[bool] | None = None,
+        jitter: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Latents of the batch; `flips` picks mirrored images, `jitter` (a generator) re-encodes colour-jittered
+        pixels (an image whose jittered latents are not finite keeps its cached ones)."""
         b = self.buckets[bucket]
         index = torch.tensor(indices, device=b.mean.device)
         mean = b.mean.index_select(0, index)
-        if self.latent_sampling != "random":
+        std = b.std.index_select(0, index) if b.std is not None else None
+        if b.flipped_mean is not None and flips is not None:
+            mean = _pick(flips, b.flipped_mean.index_select(0, index), mean)
+            if std is not None and b.flipped_std is not None:
+                std = _pick(flips, b.flipped_std.index_select(0, index), std)
+        if jitter is not None and self.encode is not None and b.pixels is not None and self.color_jitter > 0:
+            from embed_studio.train.augment import color_jitter
+
+            pixels = b.pixels.index_select(0, index.cpu()).float() / 127.5 - 1.0
+            if flips is not None:
+                pixels = _pick(flips, pixels.flip(-1), pixels)
+            dist = self.encode(color_jitter(pixels, self.color_jitter, jitter))
+            ok = (_finite(dist.mean) & _finite(dist.std)).to(mean.device).view(-1, 1, 1, 1)
+            mean = torch.where(ok, dist.mean.to(mean), mean)
+            if std is not None:  # "once" keeps no spread, so its jittered copies use their means
+                std = torch.where(ok, dist.std.to(std), std)
+        if self.latent_sampling != "random" or std is None:
             return mean
-        return LatentDist(mean, b.std.index_select(0, index)).sample(generator)
+        return LatentDist(mean, std).sample(generator)
+
+
+def _pick(flags: list[bool] | None, when: torch.Tensor, otherwise: torch.Tensor) -> torch.Tensor:
+    if not flags or not any(flags):
+        return otherwise
+    chosen = torch.tensor(flags, device=otherwise.device).view(-1, *([1] * (otherwise.dim() - 1)))
+    return torch.where(chosen, when, otherwise)
 
 
 def _to_pixels(images: list) -> torch.Tensor:
@@ -89,6 +127,22 @@ def _finite(t: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
 
 
+def _encode_checked(backend: Backend, pixels: torch.Tensor) -> tuple[LatentDist, torch.Tensor]:
+    """The latents of `pixels` and which are finite; those that are not are retried in float32 first."""
+    dist = backend.encode_images(pixels)
+    ok = _finite(dist.mean) & _finite(dist.std)
+    if not bool(ok.all()):
+        # Half-precision VAEs overflow on some images: retry those in float32 before giving up.
+        bad = [j for j in range(pixels.shape[0]) if not ok[j]]
+        exact = backend.encode_images(pixels[bad], exact=True)
+        exact_ok = _finite(exact.mean) & _finite(exact.std)
+        for k, j in enumerate(bad):
+            if exact_ok[k]:
+                dist.mean[j], dist.std[j] = exact.mean[k], exact.std[k]
+                ok[j] = True
+    return dist, ok
+
+
 def prepare_training_set(
     backend: Backend,
     folder: str | Path,
@@ -103,11 +157,24 @@ def prepare_training_set(
     caption_join: str = " ",
     use_alpha_weight: bool = False,
     on_progress: Callable[[int, int, str], None] | None = None,
+    images_only: list[Path] | None = None,
+    flip: bool = False,
+    color_jitter: float = 0.0,
+    mask_dir: str | Path | None = None,
 ) -> TrainingSet:
-    """Load, bucket and VAE-encode every image once; images that cannot be read or encode to NaN are skipped."""
-    paths = list_images(folder)
+    """Load, bucket and VAE-encode every image once; images that cannot be read or encode to NaN are skipped.
+
+    images_only: these images of the folder instead of all (the training or validation share). flip: mirrored
+    copies are encoded too. color_jitter: the resized pixels are kept to be jittered and encoded per step.
+    mask_dir: masks named like the images become loss weights (with the alpha weight, if asked, multiplied in).
+    """
+    from embed_studio.train.augment import find_masks, mask_weight
+
+    paths = list_images(folder) if images_only is None else list(images_only)
     if not paths:
         raise DatasetError(f"{folder} has no images. Put .png/.jpg/.webp images (with .txt captions) in it.")
+    masks = find_masks(Path(mask_dir), paths) if mask_dir else {}
+    mask_weights: dict[Path, torch.Tensor] = {}
     skipped: list[str] = []
     # Each image is resized to its bucket as soon as it is read, so only training-sized copies stay in memory.
     images: dict[Path, Image.Image] = {}
@@ -123,27 +190,25 @@ def prepare_training_set(
             if on_progress:
                 on_progress(i + 1, len(paths) * 2, f"reading {path.name}")
         size = bucket_size(*image.size, area, bucket_step) if variable_size else (width, height)
+        if path in masks:
+            try:
+                mask_weights[path] = mask_weight(masks[path], image.size, size, backend.latent_factor)
+            except CorruptImageError as e:
+                skipped.append(f"{path.name}: {e}")
+                continue
         images[path] = fit_to_bucket(image, size)
         groups.setdefault(size, []).append(path)
     groups = dict(sorted(groups.items()))
     buckets: list[Bucket] = []
     done = 0
     for size, members in groups.items():
-        kept_paths, means, stds = [], [], []
+        kept_paths, means, stds, flipped_means, flipped_stds = [], [], [], [], []
         for start in range(0, len(members), ENCODE_BATCH):
             chunk = members[start : start + ENCODE_BATCH]
             pixels = _to_pixels([images[p] for p in chunk])
-            dist = backend.encode_images(pixels)
-            ok = _finite(dist.mean) & _finite(dist.std)
-            if not bool(ok.all()):
-                # Half-precision VAEs overflow on some images: retry those in float32 before giving up.
-                bad = [j for j in range(len(chunk)) if not ok[j]]
-                exact = backend.encode_images(pixels[bad], exact=True)
-                exact_ok = _finite(exact.mean) & _finite(exact.std)
-                for k, j in enumerate(bad):
-                    if exact_ok[k]:
-                        dist.mean[j], dist.std[j] = exact.mean[k], exact.std[k]
-                        ok[j] = True
+            dist, ok = _encode_checked(backend, pixels)
+            if flip:
+                mirrored, mirrored_ok = _encode_checked(backend, pixels.flip(-1))
             for j, path in enumerate(chunk):
                 if not ok[j]:
                     skipped.append(f"{path.name}: its latents are NaN/inf even in float32; the image was skipped")
@@ -151,6 +216,9 @@ def prepare_training_set(
                 kept_paths.append(path)
                 means.append(dist.mean[j])
                 stds.append(dist.std[j])
+                if flip:  # a mirror that will not encode trains as the image itself
+                    flipped_means.append(mirrored.mean[j] if mirrored_ok[j] else dist.mean[j])
+                    flipped_stds.append(mirrored.std[j] if mirrored_ok[j] else dist.std[j])
             done += len(chunk)
             if on_progress:
                 on_progress(len(paths) + done, len(paths) * 2, f"caching latents {size[0]}x{size[1]}")
@@ -158,21 +226,58 @@ def prepare_training_set(
             continue
         mean = torch.stack(means)
         std = torch.stack(stds)
+        flipped_mean = torch.stack(flipped_means) if flip else None
+        flipped_std = torch.stack(flipped_stds) if flip else None
         if latent_sampling == "once":
             # One fixed draw per image, seeded per file name so it does not depend on what else is in the folder.
-            samples = []
-            for path, m, s in zip(kept_paths, mean, std, strict=True):
-                g = torch.Generator(device=m.device).manual_seed(derive_seed(seed, "latent", path.name))
-                samples.append(LatentDist(m, s).sample(g))
-            mean = torch.stack(samples)
+            mean = _draw_once(mean, std, kept_paths, seed, "latent")
+            if flip:
+                flipped_mean = _draw_once(flipped_mean, flipped_std, kept_paths, seed, "latent-flipped")
         captions = [image_caption(p, caption_regex, caption_join) for p in kept_paths]
         weight = None
-        if use_alpha_weight:
-            weight = torch.stack([alpha_weight(p, size, backend.latent_factor) for p in kept_paths]).to(mean.device)
-        buckets.append(Bucket(size, kept_paths, captions, mean, std if latent_sampling == "random" else None, weight))
+        if use_alpha_weight or any(p in mask_weights for p in kept_paths):
+            weight = torch.stack(
+                [
+                    _loss_weight(p, size, backend.latent_factor, use_alpha_weight, mask_weights.get(p))
+                    for p in kept_paths
+                ]
+            ).to(mean.device)
+        random_std = latent_sampling == "random"
+        pixels = None
+        if color_jitter > 0:
+            pixels = torch.from_numpy(np.stack([np.asarray(images[p], dtype=np.uint8) for p in kept_paths]))
+            pixels = pixels.permute(0, 3, 1, 2).contiguous()
+        buckets.append(
+            Bucket(
+                size, kept_paths, captions, mean, std if random_std else None, weight, flipped_mean,
+                flipped_std if random_std else None, pixels,
+            )
+        )  # fmt: skip
     if not buckets:
         raise DatasetError(f"None of the images in {folder} could be used: " + "; ".join(skipped[:5]))
-    return TrainingSet(buckets, latent_sampling, skipped)
+    encode = backend.encode_images if color_jitter > 0 else None
+    return TrainingSet(buckets, latent_sampling, skipped, color_jitter, encode)
+
+
+def _draw_once(mean: torch.Tensor, std: torch.Tensor, paths: list[Path], seed: int, what: str) -> torch.Tensor:
+    samples = []
+    for path, m, s in zip(paths, mean, std, strict=True):
+        g = torch.Generator(device=m.device).manual_seed(derive_seed(seed, what, path.name))
+        samples.append(LatentDist(m, s).sample(g))
+    return torch.stack(samples)
+
+
+def _loss_weight(
+    path: Path, size: tuple[int, int], latent_factor: int, use_alpha: bool, mask: torch.Tensor | None
+) -> torch.Tensor:
+    """The alpha weight, the mask weight, or their product scaled back to mean 1; ones when neither applies."""
+    h, w = size[1] // latent_factor, size[0] // latent_factor
+    weight = alpha_weight(path, size, latent_factor) if use_alpha else torch.ones(1, h, w)
+    if mask is None:
+        return weight
+    product = weight * mask
+    mean = product.mean()
+    return product / mean if mean > 0 else mask
 
 
 class BatchPlan:

@@ -16,7 +16,9 @@ from embed_studio.errors import Cancelled, EmbedStudioError
 from embed_studio.train.config import TrainConfig
 from embed_studio.train.create import name_clashes
 from embed_studio.train.data import BatchPlan, TrainingSet, derive_seed, prepare_training_set
+from embed_studio.train.losses import offset_noise, timestep_bounds, timestep_weights
 from embed_studio.train.losslog import LossLog
+from embed_studio.train.optimizers import ADAPTIVE, make_optimizer, state_tag
 from embed_studio.train.previews import save_previews
 from embed_studio.train.prompts import PromptOptions, build_prompt, load_template_lines
 from embed_studio.train.resume import check_resume
@@ -41,6 +43,7 @@ class TrainResult:
     previews: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stopped: str = "done"  # done, already-trained, schedule-ended
+    validation_loss: float | None = None  # the last check's, when validating
 
 
 class _NonFinite(Exception):
@@ -147,8 +150,9 @@ class _Run:
             config.template, config.templates_dir or None, require_name=config.kind == "embedding"
         )
         self.options = PromptOptions(
-            config.shuffle_tags, config.keep_first_tags, config.tag_dropout, config.escape_filewords
-        )
+            config.shuffle_tags, config.keep_first_tags, config.tag_dropout, config.escape_filewords,
+            config.caption_dropout, config.token_warmup_min, config.token_warmup_step,
+        )  # fmt: skip
         self.data = self._cache_latents()
         self.plan = BatchPlan(self.data, config.batch_size, config.repeats, config.seed)
         # Everything per-step that can be computed once is computed here.
@@ -158,6 +162,10 @@ class _Run:
         acp = self.backend.alphas_cumprod()
         self.n_timesteps = acp.shape[0]
         self.sqrt_acp, self.sqrt_1m_acp = acp.sqrt(), (1 - acp).sqrt()
+        self.snr = acp / (1 - acp)
+        self.t_low, self.t_high = timestep_bounds(config.min_timestep, config.max_timestep, self.n_timesteps)
+        self.lr_scale = 1.0  # lowered when validation loss keeps rising (on_validation_rise = lower_lr)
+        self.state_tag = state_tag(config.optimizer)
         self.params = self.target.parameters()
         self.optimizer = self._optimizer()
         self.scaler = _grad_scaler(self.precision == "fp16" and self.backend.device.type == "cuda")
@@ -166,6 +174,12 @@ class _Run:
         config.save_json(self.log_dir / "config.json")
         self.loss_log = LossLog(self.log_dir / "loss.csv")
         self.loss_log.truncate_after(self.initial_step)
+        self.validator = self._validator()
+        self.scalars = None
+        if config.tensorboard:
+            from embed_studio.train.scalars import Scalars
+
+            self.scalars = Scalars(self.log_dir)
         return self._loop()
 
     def _cache_latents(self) -> TrainingSet:
@@ -177,13 +191,26 @@ class _Run:
             report.progress(0, total, text)
 
         report.text("Caching latents…")
-        data = prepare_training_set(
-            self.backend, config.dataset, width=config.width, height=config.height,
-            variable_size=config.variable_size, bucket_step=config.bucket_step,
-            latent_sampling=config.latent_sampling, seed=config.seed, caption_regex=config.caption_regex or None,
-            caption_join=config.caption_join, use_alpha_weight=config.use_alpha_weight, on_progress=progress,
+        train_images, held_back = training_and_validation_images(config)
+        common = dict(
+            width=config.width, height=config.height, variable_size=config.variable_size,
+            bucket_step=config.bucket_step, seed=config.seed, caption_regex=config.caption_regex or None,
+            caption_join=config.caption_join, use_alpha_weight=config.use_alpha_weight, mask_dir=mask_folder(config),
+            on_progress=progress,
         )  # fmt: skip
-        self.backend.release_image_encoder()
+        data = prepare_training_set(
+            self.backend, config.dataset, latent_sampling=config.latent_sampling, images_only=train_images,
+            flip=config.flip_augment, color_jitter=config.color_jitter, **common,
+        )  # fmt: skip
+        self.validation_data = None
+        if held_back:
+            report.text(f"Caching latents of {len(held_back)} validation image(s)…")
+            folder = config.validation_dir or config.dataset
+            self.validation_data = prepare_training_set(
+                self.backend, folder, latent_sampling="deterministic", images_only=held_back, **common
+            )
+        if not config.color_jitter:  # jittered images are encoded every step: the VAE stays
+            self.backend.release_image_encoder()
         warnings = [f"skipped {s}" for s in data.skipped]
         clashes = name_clashes(config.name, data.captions())
         if clashes:
@@ -200,11 +227,17 @@ class _Run:
 
         config = self.config
         weight_decay = self.target.default_weight_decay if config.weight_decay < 0 else config.weight_decay
-        optimizer = torch.optim.AdamW(
-            self.params, lr=self.rates[0] or 0.0, weight_decay=weight_decay,
+        # Only the target's own parameters: weight decay never reaches the model's frozen token table or weights.
+        optimizer = make_optimizer(
+            config.optimizer, self.params, lr=self.rates[0] or 0.0, weight_decay=weight_decay,
             betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps,
         )  # fmt: skip
-        saved = load_optimizer_state(config.target_path, self.target.resume_hash())
+        if config.optimizer in ADAPTIVE and max((r or 0.0) for r in self.rates) < 0.1:
+            self._warn(
+                f"{config.optimizer} finds its own step size and expects a learning rate of about 1; "
+                f"{self.rates[0]:g} makes it learn very slowly."
+            )
+        saved = load_optimizer_state(config.target_path, self.target.resume_hash() + self.state_tag)
         if saved is not None:
             optimizer.load_state_dict(saved)
             self.report.say(f"resuming {config.target_path.name} at step {self.initial_step} with its optimizer state")
@@ -230,6 +263,7 @@ class _Run:
                 if lr is None:
                     self.result.stopped = "schedule-ended"
                     break
+                lr *= self.lr_scale
                 started = time.perf_counter()
                 loss, images = self._train_step(lr)
                 self.step += 1
@@ -238,6 +272,9 @@ class _Run:
                 ips = images / elapsed if elapsed > 0 else 0.0
                 epoch = self.plan.epoch_of(self.step * config.grad_accum - 1)
                 self.loss_log.add(self.step, epoch, loss, lr, ips)
+                if self.scalars is not None:
+                    norms = torch.stack([p.detach().float().norm() for p in self.params])
+                    self.scalars.add(self.step, loss=loss, lr=lr, param_norm=float(norms.norm()))
                 report.progress(
                     self.step - self.initial_step, self.end - self.initial_step,
                     # The counts are this run's (for it/s and ETA); a resumed file's own step is named here.
@@ -246,6 +283,7 @@ class _Run:
                     loss=loss, lr=lr, epoch=epoch, images_per_s=round(ips, 3), label="step",
                 )  # fmt: skip
                 self._checkpoint()
+                self._validate()
         except _NonFinite as bad:
             self.optimizer.zero_grad(set_to_none=True)
             self._save_main()
@@ -301,19 +339,37 @@ class _Run:
         generator = torch.Generator(device=backend.device).manual_seed(derive_seed(config.seed, "noise", position))
         rng = random.Random(derive_seed(config.seed, "prompt", position))
         captions = [data.buckets[bucket].captions[i] for i in indices]
-        texts = [build_prompt(rng.choice(self.lines), c, config.name, self.options, rng) for c in captions]
+        texts = [build_prompt(rng.choice(self.lines), c, config.name, self.options, rng, self.step) for c in captions]
         self.last_prompt = texts[0]
-        latents = data.latents(bucket, indices, generator)
+        # Augmentations draw from their own seeds, so turning one on leaves every other draw of the run as it was.
+        flips = None
+        if config.flip_augment:
+            flip_rng = random.Random(derive_seed(config.seed, "flip", position))
+            flips = [flip_rng.random() < 0.5 for _ in indices]
+        jitter = None
+        if config.color_jitter:
+            jitter = torch.Generator().manual_seed(derive_seed(config.seed, "jitter", position))
+        latents = data.latents(bucket, indices, generator, flips, jitter)
         noise = torch.randn(latents.shape, generator=generator, device=latents.device)
-        t = torch.randint(0, self.n_timesteps, (latents.shape[0],), generator=generator, device=latents.device)
+        t = torch.randint(self.t_low, self.t_high, (latents.shape[0],), generator=generator, device=latents.device)
+        noise = offset_noise(noise, config.noise_offset, generator)
         a = self.sqrt_acp[t].view(-1, 1, 1, 1)
         s = self.sqrt_1m_acp[t].view(-1, 1, 1, 1)
         noisy = a * latents + s * noise
         wanted = noise if backend.prediction_type == "epsilon" else a * noise - s * latents
         cond = self.target.condition(texts, [self._tokens(x) for x in texts])
         error = (backend.predict(noisy, t, cond).float() - wanted.float()) ** 2
-        weight = data.weights(bucket, indices)
-        loss = error.mean() if weight is None else (error * weight).mean()
+        weight = data.weights(bucket, indices, flips)
+        if weight is not None:
+            error = error * weight
+        per_timestep = timestep_weights(
+            self.snr[t].float(), backend.prediction_type, min_snr_gamma=config.min_snr_gamma,
+            debiased=config.debiased_loss, v_like_eps=config.v_pred_like_eps_loss,
+        )  # fmt: skip
+        if per_timestep is None:
+            loss = error.mean()
+        else:
+            loss = (error.mean(dim=(1, 2, 3)) * per_timestep.to(error.device)).mean()
         return loss / config.grad_accum, latents.shape[0]
 
     def _tokens(self, text: str) -> Any:
@@ -325,24 +381,38 @@ class _Run:
         return tokens
 
     # -- outputs ---------------------------------------------------------------------------
+    def _save(self, path: Any, name: str | None = None, safetensors: Any = None) -> Any:
+        """The target (and its optimizer state) into `path`; with save_safetensors (embeddings) also a .safetensors
+        there, or at `safetensors`."""
+        data = self.target.save(
+            path, self.step, self.optimizer.state_dict(), self.meta, name=name, state_tag=self.state_tag
+        )
+        if self.config.save_safetensors and self.config.kind == "embedding":
+            from embed_studio.formats.embedding import save_embedding
+
+            save_embedding(data, safetensors or path.with_suffix(".safetensors"))
+        return data
+
     def _save_main(self) -> None:
-        self.target.save(self.config.target_path, self.step, self.optimizer.state_dict(), self.meta)
+        # The main file's .safetensors goes to the log folder: beside the .pt, the WebUI would load one name twice.
+        self._save(self.config.target_path, safetensors=self.log_dir / f"{self.config.target_path.stem}.safetensors")
         self.loss_log.flush()
+        if getattr(self, "scalars", None) is not None:
+            self.scalars.flush()
 
     def _checkpoint(self) -> None:
         """Every save_every steps a named copy (and the main file); every preview_every steps previews."""
         config, step = self.config, self.step
         snapshot = None
-        if config.save_every and step % config.save_every == 0 and step < self.end:
+        cycle_end = self._cycle_ends(step)
+        if ((config.save_every and step % config.save_every == 0) or cycle_end) and step < self.end:
             copies_dir = self.log_dir / ("embeddings" if config.kind == "embedding" else "hypernetworks")
             copies_dir.mkdir(parents=True, exist_ok=True)
             copy = copies_dir / f"{config.name}-{step}.pt"
-            snapshot = self.target.save(
-                copy, step, self.optimizer.state_dict(), self.meta, name=f"{config.name}-{step}"
-            )
+            snapshot = self._save(copy, name=f"{config.name}-{step}")
             self.result.copies.append(str(copy))
             self._save_main()
-        if config.preview_every and step % config.preview_every == 0:
+        if (config.preview_every and step % config.preview_every == 0) or cycle_end:
             try:
                 snapshot = snapshot or self.target.snapshot(step, self.meta)
                 for path in save_previews(config, self.target, step, self.last_prompt, self.log_dir, snapshot):
@@ -351,3 +421,107 @@ class _Run:
             except Exception as e:  # a failed preview must not end hours of training
                 self._warn(f"preview at step {step} failed: {type(e).__name__}: {e}")
             self.loss_log.flush()
+
+    def _cycle_ends(self, step: int) -> bool:
+        """With save_each_cycle on a cosine schedule: `step` completes a cycle (the rate is at its lowest)."""
+        if not self.config.save_each_cycle or self.config.lr_scheduler != "cosine":
+            return False
+        cycle, position, _ = self.schedule.locate(step)
+        return cycle > 0 and position == 0
+
+    # -- validation ------------------------------------------------------------------------
+    def _validator(self) -> Any:
+        from embed_studio.train.validation import ValidationLog, ValidationSet, ValidationTracker
+
+        if self.validation_data is None:
+            return None
+        config = self.config
+        # The first template line with the whole caption in order: the same prompt at every check.
+        plain = PromptOptions(escape_brackets=config.escape_filewords)
+        rng = random.Random(0)
+        prompts = [
+            [build_prompt(self.lines[0], c, config.name, plain, rng) for c in b.captions]
+            for b in self.validation_data.buckets
+        ]
+        checks = ValidationSet(self.validation_data, prompts, config.seed, self.t_low, self.t_high)
+        self.tracker = ValidationTracker(config.validation_patience)
+        self.validation_log = ValidationLog(self.log_dir / "validation.csv", self.initial_step)
+        self.validation_log.restore(self.tracker)
+        self.best_state: tuple[list[torch.Tensor], dict] | None = None
+        self.report.say(f"validating on {len(checks)} held-back image(s) every {config.validation_every} steps")
+        return checks
+
+    def _validate(self) -> None:
+        """Every validation_every steps: the validation loss, the best copy, and the action on a rising loss."""
+        import copy
+
+        config = self.config
+        if self.validator is None or self.step % config.validation_every:
+            return
+        self.target.set_training(False)
+        try:
+            loss = self.validator.loss(
+                self.backend.predict,
+                lambda texts: self.target.condition(texts, [self._tokens(x) for x in texts]),
+                self.sqrt_acp, self.sqrt_1m_acp, self.backend.prediction_type == "v_prediction",
+            )  # fmt: skip
+        finally:
+            self.target.set_training(True)
+        self.result.validation_loss = loss
+        improved, act = self.tracker.update(self.step, loss)
+        self.validation_log.add(self.step, loss, self.tracker.best_step)
+        if self.scalars is not None:
+            self.scalars.add(self.step, validation_loss=loss)
+        self.report.say(f"step {self.step}: validation loss {loss:.5f} (best {self.tracker.best:.5f})")
+        if improved:
+            self._save(self.log_dir / f"{config.name}-best.pt", name=f"{config.name}-best")
+            self.best_state = (
+                [p.detach().clone() for p in self.params],
+                copy.deepcopy(self.optimizer.state_dict()),
+            )
+        if not act or config.on_validation_rise == "none":
+            return
+        rose = f"the validation loss rose {config.validation_patience} check(s) in a row"
+        if config.on_validation_rise == "lower_lr":
+            self.lr_scale *= config.validation_lr_factor
+            self._warn(f"step {self.step}: {rose}; the learning rate is now ×{self.lr_scale:g} of the schedule's")
+        elif self.best_state is None:
+            self._warn(f"step {self.step}: {rose}, but this run has no best copy in memory to roll back to")
+        else:
+            params, optimizer_state = self.best_state
+            with torch.no_grad():
+                for p, best in zip(self.params, params, strict=True):
+                    p.copy_(best)
+            self.optimizer.load_state_dict(copy.deepcopy(optimizer_state))
+            self._warn(f"step {self.step}: {rose}; rolled back to the best state (step {self.tracker.best_step})")
+
+
+def mask_folder(config: TrainConfig) -> Any:
+    """The loss-mask folder (relative to the dataset), or None; a missing folder is the user's to fix."""
+    from pathlib import Path
+
+    from embed_studio.dataset.folder import require_folder
+
+    if not config.loss_mask_dir:
+        return None
+    folder = Path(config.loss_mask_dir).expanduser()
+    return require_folder(folder if folder.is_absolute() else Path(config.dataset) / folder)
+
+
+def training_and_validation_images(config: TrainConfig) -> tuple[Any, list]:
+    """(training images or None for all, validation images) per validation_dir / validation_split."""
+    from embed_studio.dataset.folder import list_images
+    from embed_studio.errors import DatasetError
+    from embed_studio.train.validation import split_images
+
+    if config.validation_dir:
+        held = list_images(config.validation_dir)
+        if not held:
+            raise DatasetError(f"Validation folder {config.validation_dir} has no images.")
+        return None, held
+    if config.validation_split > 0:
+        images, held = split_images(list_images(config.dataset), config.validation_split, config.seed)
+        if not held:
+            raise DatasetError("A validation share needs at least two images in the dataset.")
+        return images, held
+    return None, []

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 LOSS_LOG_NAME = "loss.csv"  # the file train.loop writes into the run's log folder
+VALIDATION_LOG_NAME = "validation.csv"  # train.validation's, beside it when the run validates
 MAX_WINDOW = 100
 
 
@@ -29,8 +30,40 @@ class LossSeries:
         return len(self.steps)
 
 
+@dataclass
+class ValidationSeries:
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def best(self) -> tuple[int, float] | None:
+        if not self.steps:
+            return None
+        i = min(range(len(self.losses)), key=self.losses.__getitem__)
+        return self.steps[i], self.losses[i]
+
+
 def loss_log_path(log_dir: str | os.PathLike) -> Path:
     return Path(log_dir) / LOSS_LOG_NAME
+
+
+def read_validation_log(path: str | os.PathLike) -> ValidationSeries:
+    """step/val_loss rows of a validation.csv (bad rows skipped; a missing file is an empty series)."""
+    rows: dict[int, float] = {}
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                try:
+                    step, loss = int(float(row["step"])), float(row["val_loss"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if math.isfinite(loss):
+                    rows[step] = loss
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return ValidationSeries()
+    return ValidationSeries(sorted(rows), [rows[s] for s in sorted(rows)])
 
 
 def read_loss_log(path: str | os.PathLike) -> LossSeries:
@@ -94,8 +127,11 @@ def render_loss_plot(
     window: int | None = None,
     size: tuple[float, float] = (7.0, 3.5),
     dpi: int = 100,
+    validation: ValidationSeries | None = None,
 ) -> Image.Image | None:
     """The plot as an RGB PIL image, or None when there is nothing to plot yet.
+
+    The validation loss (and its best check) is drawn too: `validation`, or the validation.csv beside a loss CSV.
 
     Uses matplotlib's Agg canvas on a private Figure (no pyplot), so it is safe from worker threads and
     leaves the host's matplotlib backend alone.
@@ -108,6 +144,8 @@ def render_loss_plot(
     series = source if isinstance(source, LossSeries) else read_loss_log(source)
     if not len(series):
         return None
+    if validation is None and not isinstance(source, LossSeries):
+        validation = read_validation_log(Path(source).with_name(VALIDATION_LOG_NAME))
     window = window or default_window(len(series))
     fig = Figure(figsize=size, dpi=dpi)
     canvas = FigureCanvasAgg(fig)
@@ -117,6 +155,13 @@ def render_loss_plot(
     if len(series) >= 2:
         average = moving_average(series.losses, window)
         ax.plot(series.steps, average, color="#1f5fa8", linewidth=2.0, label=f"mean of {window} steps")
+    best = validation.best() if validation else None
+    if validation and best:
+        ax.plot(
+            validation.steps, validation.losses, color="#15803d", linewidth=1.5, marker="o", markersize=3,
+            label="validation",
+        )  # fmt: skip
+        ax.plot([best[0]], [best[1]], color="#15803d", marker="*", markersize=12, linestyle="none", label="best")
     ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("loss")
@@ -136,6 +181,8 @@ def render_loss_plot(
         handles, labels = handles + lr_handles, labels + lr_labels
     ax.legend(handles, labels, loc="upper right", fontsize="small")
     last = f"step {series.steps[-1]}, loss {series.losses[-1]:.4f}"
+    if best:
+        last += f", best validation {best[1]:.4f} at step {best[0]}"
     fig.suptitle(f"{title} · {last}" if title else last, fontsize="medium")
     fig.tight_layout()
     canvas.draw()

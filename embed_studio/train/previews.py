@@ -36,10 +36,10 @@ def save_previews(
     images_dir = log_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     path = images_dir / f"{config.name}-{step}.png"
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    _write_png(image, path)
     written = [path]
+    if config.preview_prompts.strip():
+        written.append(_extra_previews(config, target, step, request, image, images_dir))
     if config.kind == "embedding" and config.preview_with_embedding:
         from embed_studio.formats.embedding import save_png_with_embedding
 
@@ -49,3 +49,29 @@ def save_previews(
         save_png_with_embedding(image, snapshot, embed_path, caption=f"<{snapshot.name}>")
         written.append(embed_path)
     return written
+
+
+def _write_png(image: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _extra_previews(
+    config: TrainConfig, target: Any, step: int, first: PreviewRequest, image: Any, folder: Path
+) -> Path:
+    """The extra preview prompts (each with its own settings) as <name>-<step>-<n>.png, and all of them, the usual
+    preview first, side by side in <name>-<step>-grid.png; returns the grid."""
+    from embed_studio.train.preview_grid import image_grid, parse_preview_prompts
+
+    images, labels = [image], [first.prompt]
+    for n, request in enumerate(parse_preview_prompts(config.preview_prompts, first), 1):
+        if request.seed < 0:
+            request.seed = derive_seed(config.seed, "preview", step, n) % 2**32
+        extra = target.preview(request)
+        _write_png(extra, folder / f"{config.name}-{step}-{n}.png")
+        images.append(extra)
+        labels.append(f"{request.prompt} (seed {request.seed}, {request.sampler}, {request.steps} steps)")
+    grid = folder / f"{config.name}-{step}-grid.png"
+    _write_png(image_grid([images], [f"step {step}"], labels), grid)
+    return grid

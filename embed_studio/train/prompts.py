@@ -92,19 +92,40 @@ class PromptOptions:
     tag_dropout: float = 0.0  # probability of dropping each (non-kept) tag
     # Booru tags like "zangoose_(pokemon)" would otherwise be read as emphasis by the prompt parser.
     escape_brackets: bool = True
+    caption_dropout: float = 0.0  # probability that [filewords] is empty in a prompt (the whole caption dropped)
+    token_warmup_min: int = 1  # kohya's token warmup: tags (after the kept ones) used at step 0 ...
+    token_warmup_step: int = 0  # ... growing to the whole caption by this step; 0 = off
 
     @property
     def varies(self) -> bool:
         """True when the same caption yields different prompts from step to step."""
-        return self.shuffle_tags or self.tag_dropout > 0
+        return self.shuffle_tags or self.tag_dropout > 0 or self.caption_dropout > 0 or self.token_warmup_step > 0
+
+    def tag_limit(self, step: int, n_tags: int) -> int:
+        """How many of a caption's n_tags non-kept tags token warmup lets through at `step` (kohya's formula)."""
+        if not self.token_warmup_step or step >= self.token_warmup_step:
+            return n_tags
+        grown = int(step * (n_tags - self.token_warmup_min) / self.token_warmup_step) + self.token_warmup_min
+        return max(0, min(n_tags, grown))
 
 
-def build_prompt(line: str, caption: str, name: str, options: PromptOptions, rng: random.Random) -> str:
-    """Fill one template line: [filewords] = the caption's tags after dropout/shuffle, [name] = the trained name."""
+_FILEWORDS_WITH_COMMA = re.compile(r"\[filewords\]\s*,\s*|\s*,\s*\[filewords\]")
+
+
+def build_prompt(line: str, caption: str, name: str, options: PromptOptions, rng: random.Random, step: int = 0) -> str:
+    """Fill one template line: [filewords] = the caption's tags after warmup/dropout/shuffle, [name] = the name.
+
+    Random draws happen only for options that are on, so a run without them draws exactly what it always did.
+    """
+    if options.caption_dropout > 0 and rng.random() < options.caption_dropout:
+        # Without its caption the prompt is the template around [name] alone; no dangling comma.
+        return _FILEWORDS_WITH_COMMA.sub("", line).replace("[filewords]", "").replace("[name]", name)
     if options.varies:
         tags = [t.strip() for t in caption.split(",") if t.strip()]
         keep = tags[: options.keep_first_tags]
         rest = tags[options.keep_first_tags :]
+        # Like kohya, warmup keeps the caption's first tags (the most telling, in booru order) before shuffling.
+        rest = rest[: options.tag_limit(step, len(rest))]
         if options.tag_dropout > 0:
             rest = [t for t in rest if rng.random() >= options.tag_dropout]
         if options.shuffle_tags:

@@ -80,7 +80,9 @@ class EmbeddingTarget:
             extra=extra,
         )
 
-    def save(self, path: Path, step: int, optimizer_state: dict, meta: dict, name: str | None = None) -> Any:
+    def save(
+        self, path: Path, step: int, optimizer_state: dict, meta: dict, name: str | None = None, state_tag: str = ""
+    ) -> Any:
         from embed_studio.formats.embedding import save_embedding
         from embed_studio.formats.optim import save_optimizer_state
 
@@ -88,7 +90,7 @@ class EmbeddingTarget:
         if name:
             data.name = name
         save_embedding(data, path)
-        save_optimizer_state(path, _cpu_state(optimizer_state), data.checksum())
+        save_optimizer_state(path, _cpu_state(optimizer_state), data.checksum() + state_tag)
         return data
 
     def preview(self, request: PreviewRequest) -> Any:
@@ -177,7 +179,9 @@ class HypernetworkTarget:
             extra=extra,
         )
 
-    def save(self, path: Path, step: int, optimizer_state: dict, meta: dict, name: str | None = None) -> Any:
+    def save(
+        self, path: Path, step: int, optimizer_state: dict, meta: dict, name: str | None = None, state_tag: str = ""
+    ) -> Any:
         from embed_studio.formats.hypernetwork import file_shorthash, save_hypernetwork
         from embed_studio.formats.optim import save_optimizer_state
 
@@ -185,7 +189,10 @@ class HypernetworkTarget:
         if name:
             data.name = name
         save_hypernetwork(data, path)
-        save_optimizer_state(path, _cpu_state(optimizer_state), file_shorthash(path), optimizer_name="AdamW")
+        # state_tag (another optimizer than AdamW) keeps the WebUI from loading this state into its AdamW.
+        save_optimizer_state(
+            path, _cpu_state(optimizer_state), file_shorthash(path) + state_tag, optimizer_name="AdamW"
+        )
         return data
 
     def preview(self, request: PreviewRequest) -> Any:

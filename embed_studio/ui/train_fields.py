@@ -8,6 +8,7 @@ import gradio as gr
 
 from embed_studio.backends.base import PRECISIONS, PREVIEW_SAMPLERS
 from embed_studio.train.config import CLIP_GRAD_MODES, LATENT_SAMPLING, LR_SCHEDULERS
+from embed_studio.train.option_help import BEYOND, CHOICES
 from embed_studio.ui.train_form import FIELD_TYPES, default
 
 LR_INFO = (
@@ -89,6 +90,13 @@ SPECS: dict[str, dict[str, Any]] = {
     "name": dict(label="Name in prompts ([name])", placeholder="empty: the file's name"),
     "log_dir": dict(label="Log folder", info="Copies, previews, the loss log and the settings of the run."),
 }
+
+# The options beyond the WebUI's trainer: labels and help from the one place the CLI takes them from too.
+for _name, (_label, _info) in BEYOND.items():
+    SPECS[_name] = dict(label=_label, info=_info)
+    if _name in CHOICES:
+        SPECS[_name]["choices"] = list(CHOICES[_name])
+SPECS["preview_prompts"]["lines"] = 4
 
 
 def elem_id(name: str) -> str:

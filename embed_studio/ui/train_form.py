@@ -218,6 +218,31 @@ def describe_target(kind: str, path: Path) -> TargetInfo:
     return TargetInfo(" · ".join(parts), step, int(recorded) if recorded is not None else None)
 
 
+def preset_names(provider: BackendProvider) -> list[str]:
+    from embed_studio.train.presets import list_presets, presets_folder
+
+    return list_presets(presets_folder(provider.log_dir))
+
+
+def save_form_preset(
+    provider: BackendProvider, name: str, values: dict[str, Any], labels: dict[str, str] | None = None
+) -> str:
+    """Save the form's settings (each checked like Train checks it) as preset `name`; returns what was done."""
+    from embed_studio.train.presets import preset_fields, presets_folder, save_preset
+
+    labels = labels or {}
+    settings = {k: coerce(k, values[k], labels.get(k)) for k in preset_fields() if k in values}
+    path = save_preset(presets_folder(provider.log_dir), name, settings)
+    return f"Saved preset **{path.stem}** ({path})."
+
+
+def load_form_preset(provider: BackendProvider, name: str) -> dict[str, Any]:
+    """The preset's settings by field name (fields it does not hold keep what the form shows)."""
+    from embed_studio.train.presets import load_preset, presets_folder
+
+    return load_preset(presets_folder(provider.log_dir), name)
+
+
 def preview_gallery(images: list[str]) -> list[tuple[str, str]]:
     """Preview images newest first, captioned with their file name (name-step)."""
     shown = [p for p in images if Path(p).parent.name not in PREVIEW_FOLDERS_HIDDEN]

@@ -15,6 +15,7 @@ from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
 from embed_studio.train.config import KINDS
 from embed_studio.train.job import make_train_job
+from embed_studio.train.option_help import GROUPS as BEYOND_GROUPS
 from embed_studio.train.prompts import DEFAULT_TEMPLATE, list_templates
 from embed_studio.ui import train_form as form
 from embed_studio.ui.base import Tab
@@ -143,6 +144,23 @@ class TrainTab(Tab):
                     with gr.Row():
                         for name in ("preview_width", "preview_height", "preview_with_embedding"):
                             field(name)
+                for title, rows in BEYOND_GROUPS.items():
+                    slug = title.lower().replace(" ", "-")
+                    with gr.Accordion(title, open=False, elem_id=f"es-train-{slug}"):
+                        for row in rows:
+                            with gr.Row():
+                                for name in row:
+                                    field(name)
+                with gr.Accordion("Presets", open=False, elem_id="es-train-presets"):
+                    with gr.Row():
+                        self.preset = gr.Dropdown(
+                            form.preset_names(provider), label="Preset", allow_custom_value=True, scale=3,
+                            info="Named settings (not the model, data or file). Type a new name to save one.",
+                            elem_id="es-train-preset",
+                        )  # fmt: skip
+                        self.preset_load = gr.Button("Load", scale=0, min_width=80, elem_id="es-train-preset-load")
+                        self.preset_save = gr.Button("Save", scale=0, min_width=80, elem_id="es-train-preset-save")
+                    self.preset_info = gr.Markdown("", elem_id="es-train-preset-info")
                 with gr.Accordion("Advanced", open=False, elem_id="es-train-advanced"):
                     with gr.Row():
                         field("name")
@@ -218,7 +236,30 @@ class TrainTab(Tab):
             model_path=self.model_path, dataset=self.dataset, clip_skip=fields["clip_skip"], kind=self.kind,
             target=self.target,
         )  # fmt: skip
+        self.preset_save.click(
+            self._save_preset, inputs=[self.preset, *fields.values()], outputs=[self.preset, self.preset_info],
+            queue=False,
+        )  # fmt: skip
+        self.preset_load.click(
+            self._load_preset, inputs=[self.preset], outputs=[*fields.values(), self.preset_info], queue=False
+        )
         self._follow_other_tabs(tabs)
+
+    def _save_preset(self, name: str, *values: Any) -> tuple[Any, str]:
+        labels = {n: getattr(c, "label", None) or n for n, c in self.fields.items()}
+        try:
+            message = form.save_form_preset(self.provider, name, dict(zip(self.fields, values, strict=True)), labels)
+        except EmbedStudioError as e:
+            raise gr.Error(str(e)) from e
+        return gr.update(choices=form.preset_names(self.provider), value=name.strip()), message
+
+    def _load_preset(self, name: str) -> list[Any]:
+        try:
+            settings = form.load_form_preset(self.provider, name)
+        except EmbedStudioError as e:
+            raise gr.Error(str(e)) from e
+        updates = [settings[n] if n in settings else gr.update() for n in self.fields]
+        return [*updates, f"Loaded preset **{name.strip()}**: {len(settings)} settings."]
 
     def _follow_other_tabs(self, tabs: dict[str, Tab]) -> None:
         """The folder opened in the dataset editor (the step before training) fills an empty dataset field."""
