@@ -326,8 +326,10 @@ class _Run:
 
     # -- outputs ---------------------------------------------------------------------------
     def _save_main(self) -> None:
-        self.target.save(self.config.target_path, self.step, self.optimizer.state_dict(), self.meta)
+        # The log before the file: a kill between the two leaves log rows past the file's step, which a resume
+        # cuts off; the other order left a permanent gap (the file resumed past rows never written).
         self.loss_log.flush()
+        self.target.save(self.config.target_path, self.step, self.optimizer.state_dict(), self.meta)
 
     def _checkpoint(self) -> None:
         """Every save_every steps a named copy (and the main file); every preview_every steps previews."""
