@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import embed_studio
+
+# The child runs the same embed_studio the tests imported (this checkout, or PYTHONPATH's).
+PACKAGE_ROOT = Path(embed_studio.__file__).resolve().parents[1]
 
 
 def cli_command() -> list[str]:
@@ -19,8 +22,8 @@ def cli_command() -> list[str]:
 
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
-    # This checkout's embed_studio, whatever an editable install points at.
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    # Whatever an editable install points at.
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
