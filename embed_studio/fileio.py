@@ -162,9 +162,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
                 continue
             pid = m.group("pid")
             stale = (
-                not _pid_alive(int(pid))
-                if pid and os.name != "nt"
-                else now - path.stat().st_mtime > _LEGACY_TEMP_AGE_S
+                not _pid_alive(int(pid)) if pid and os.name != "nt" else now - path.stat().st_mtime > _LEGACY_TEMP_AGE_S
             )
             if stale:
                 path.unlink()

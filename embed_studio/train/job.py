@@ -81,9 +81,7 @@ def check_before_loading(config: TrainConfig) -> None:
     ensure_writable_dir(target.parent, "folder of the file to train")
     log_dir = ensure_writable_dir(config.log_path, "log folder")
     if not list_images(config.dataset):
-        raise DatasetError(
-            f"{config.dataset} has no images. Put .png/.jpg/.webp images (with .txt captions) in it."
-        )
+        raise DatasetError(f"{config.dataset} has no images. Put .png/.jpg/.webp images (with .txt captions) in it.")
     load_template_lines(config.template, config.templates_dir or None, require_name=config.kind == "embedding")
     for folder in (target.parent, log_dir, log_dir / "embeddings", log_dir / "hypernetworks"):
         remove_stale_temps(folder)

@@ -37,9 +37,8 @@ def _png(width: int, height: int, rows, before: tuple[bytes, ...] = (), after: t
         idat += comp.compress(b"\0" + row)
     idat += comp.flush()
     header = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-    return b"\x89PNG\r\n\x1a\n" + header + b"".join(before) + _chunk(b"IDAT", bytes(idat)) + b"".join(after) + (
-        _chunk(b"IEND", b"")
-    )
+    chunks = [header, *before, _chunk(b"IDAT", bytes(idat)), *after, _chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
 
 
 def _small_png(before: tuple[bytes, ...] = (), after: tuple[bytes, ...] = ()) -> bytes:
