@@ -54,10 +54,10 @@ def test_two_threads_saving_at_once(tmp_path):
         barrier = threading.Barrier(2)
         outcomes: dict[str, str] = {}
 
-        def run(tag: str, folder: Path = folder, barrier: threading.Barrier = barrier) -> None:
+        def run(tag: str, folder: Path, barrier: threading.Barrier, outcomes: dict[str, str]) -> None:
             outcomes[tag] = _save(str(folder), tag, barrier)
 
-        threads = [threading.Thread(target=run, args=(tag,)) for tag in ("from a", "from b")]
+        threads = [threading.Thread(target=run, args=(tag, folder, barrier, outcomes)) for tag in ("from a", "from b")]
         for t in threads:
             t.start()
         for t in threads:
@@ -89,21 +89,42 @@ def test_two_processes_saving_at_once(tmp_path):
             _check_round(folder, dict(results))
 
 
-def test_full_disk_reports_which_captions_kept_the_new_text(small_disk):
-    folder = _dataset(small_disk / "ds", images=12)
-    before = {p.name: p.read_text(encoding="utf-8") for p in folder.glob("*.txt")}
-    ds = DatasetCaptions.load(folder)
-    ds.add_tags(["x" * 6000])  # each caption grows past a page: the 64 KiB disk fills midway
+def _fill_leaving(folder: Path, pages: int) -> None:
+    """Fill the disk with a file, then free exactly `pages` 4 KiB pages of it."""
+    filler = folder / "filler"
+    page = b"\0" * 4096
+    with open(filler, "wb", buffering=0) as f:
+        while True:
+            try:
+                f.write(page)
+            except OSError:
+                break
+    with open(filler, "r+b") as f:
+        f.truncate(max(0, filler.stat().st_size // 4096 - pages) * 4096)
+
+
+def _check_failed_save(folder: Path, before: dict[str, str], ds: DatasetCaptions) -> None:
     with pytest.raises(DatasetError) as err:
         ds.save()
     message = str(err.value)
-    after = {p.name: p.read_text(encoding="utf-8") for p in folder.glob("*.txt")}
+    after = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt"))}
     changed = sorted(name for name in before if after[name] != before[name])
     if changed:
         # Any caption still holding the new text is named; none is claimed put back.
-        assert "could not be put back" in message
+        assert "could not be put back" in message, (message, changed)
         for name in changed[:5]:
             assert name in message
     else:
         assert "put back" in message and "could not" not in message
     assert ds.dirty  # the edits are still there to save again
+
+
+def test_disk_full_midway_reports_the_truth(small_disk):
+    folder = _dataset(small_disk / "ds", images=6)
+    before = {p.name: p.read_text(encoding="utf-8") for p in folder.glob("*.txt")}
+    ds = DatasetCaptions.load(folder)
+    ds.add_tags(["new tag"])
+    # A page for the backup's manifest and one for each of two new captions: the third caption finds the
+    # disk full, and putting the first two back has not one free page to copy into.
+    _fill_leaving(small_disk, pages=3)
+    _check_failed_save(folder, before, ds)
