@@ -61,6 +61,10 @@ def make_train_job(
     return Job("train", work, total=config.max_steps)
 
 
+# Where a run writes inside its log folder: numbered copies, previews, preview embeddings.
+_LOG_SUBFOLDERS = ("embeddings", "hypernetworks", "images", "image_embeddings")
+
+
 def check_before_loading(config: TrainConfig) -> None:
     """Check every path of a run before the model loads (minutes), not at its first save.
 
@@ -83,5 +87,5 @@ def check_before_loading(config: TrainConfig) -> None:
     if not list_images(config.dataset):
         raise DatasetError(f"{config.dataset} has no images. Put .png/.jpg/.webp images (with .txt captions) in it.")
     load_template_lines(config.template, config.templates_dir or None, require_name=config.kind == "embedding")
-    for folder in (target.parent, log_dir, log_dir / "embeddings", log_dir / "hypernetworks"):
+    for folder in (target.parent, log_dir, *(log_dir / sub for sub in _LOG_SUBFOLDERS)):
         remove_stale_temps(folder)
