@@ -123,7 +123,7 @@ def _stop_signals_cancel(job: typing.Any) -> Iterator[list[int]]:
             print("\ninterrupting: saving the current state…", file=sys.stderr, flush=True)
             job.cancel()
         else:
-            print("\nstill saving the current state; it ends by itself once the file is written", file=sys.stderr)
+            print("\nstill saving the current state; it ends once the file is written", file=sys.stderr, flush=True)
         received.append(signum)
 
     stop_signals = [signal.SIGINT, signal.SIGTERM]
