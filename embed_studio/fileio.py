@@ -87,8 +87,7 @@ def backup_dir_name(prefix: str = "backup") -> str:
 
 def os_error_message(e: OSError) -> str:
     """One line for an OSError that names the path and says what to do, for the CLI and the job runner."""
-    names = [str(Path(n).absolute()) for n in (e.filename, e.filename2) if n not in (None, "")]
-    where = " -> ".join(names) if names else "a file or folder"
+    names = [str(Path(os.fsdecode(n)).absolute()) for n in (e.filename, e.filename2) if n not in (None, "")]
     reason = e.strerror or str(e) or type(e).__name__
     hint = {
         errno.ENOTDIR: "a part of that path is a file, not a folder; pick a folder",
@@ -99,8 +98,10 @@ def os_error_message(e: OSError) -> str:
         errno.EPERM: "check its permissions",
         errno.EROFS: "pick a folder on a writable disk",
         errno.ENOSPC: "free disk space and retry",
-    }.get(e.errno or 0, "check the path and its permissions")
-    return f"{where}: {reason}; {hint}."
+    }.get(e.errno or 0)
+    if not names:  # a socket, a pipe, a URL: no path to name, and no path advice to give
+        return f"{reason}; {hint}." if hint else f"{reason}."
+    return f"{' -> '.join(names)}: {reason}; {hint or 'check the path and its permissions'}."
 
 
 def ensure_writable_dir(folder: str | os.PathLike, what: str = "folder") -> Path:

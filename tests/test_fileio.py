@@ -133,3 +133,15 @@ def test_ensure_writable_dir_names_the_path(tmp_path, read_only_dir):
     read_only_dir.make_read_only()
     with pytest.raises(WriteError, match=str(read_only_dir.path)):
         ensure_writable_dir(read_only_dir.path, "log folder")
+
+
+def test_os_error_message_names_the_path_and_what_to_do(tmp_path):
+    from embed_studio.fileio import os_error_message
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(OSError) as err:
+        (blocker / "sub").mkdir(parents=True)
+    message = os_error_message(err.value)
+    assert str(blocker) in message and "not a folder" in message and "\n" not in message
+    assert os_error_message(ConnectionRefusedError(111, "Connection refused")) == "Connection refused."
