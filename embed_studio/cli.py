@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     except EmbedStudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        # A path the user gave that is a file, read-only, missing or on a full disk: their error, not a bug.
+        from embed_studio.fileio import os_error_message
+
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

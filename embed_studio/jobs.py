@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from embed_studio.errors import Cancelled, EmbedStudioError
+from embed_studio.fileio import os_error_message
 
 PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
 
@@ -116,6 +117,8 @@ class Job:
             state, error, self.exception = CANCELLED, str(e), e
         except EmbedStudioError as e:
             state, error, self.exception = FAILED, str(e), e
+        except OSError as e:  # a path that cannot be used (a file, read-only, disk full): named, no traceback
+            state, error, self.exception = FAILED, os_error_message(e), e
         except Exception as e:  # an unexpected bug: keep the traceback for the log
             state, error, self.exception = FAILED, f"{type(e).__name__}: {e}", e
             traceback.print_exc()

@@ -48,12 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _output(folder: str, name: str, overwrite: bool) -> Path:
     from embed_studio.errors import UserInputError
+    from embed_studio.fileio import ensure_writable_dir
     from embed_studio.train.create import default_target
 
     path = default_target(folder, name)
     if path.exists() and not overwrite:
         raise UserInputError(f"{path} already exists. Pick another name, or pass --overwrite to replace it.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Checked before the model loads, so a wrong --dir fails in a second, not after the load.
+    ensure_writable_dir(path.parent, "output folder (--dir)")
     return path
 
 
@@ -86,6 +88,7 @@ def _create_hypernetwork(args: argparse.Namespace) -> int:
     from embed_studio.formats.hypernetwork import save_hypernetwork
     from embed_studio.train.create import create_hypernetwork
 
+    path = _output(args.dir, args.name, args.overwrite)
     backend = None
     if args.model:
         from embed_studio.backends.standalone import StandaloneBackend
@@ -100,7 +103,6 @@ def _create_hypernetwork(args: argparse.Namespace) -> int:
         sizes = list(backend.context_sizes)
     else:
         sizes = [768, 320, 640, 1280]
-    path = _output(args.dir, args.name, args.overwrite)
     data = create_hypernetwork(
         args.name,
         sizes,

@@ -117,7 +117,12 @@ def _tag_options(args: argparse.Namespace):
 def run_fetch_command(args: argparse.Namespace) -> int:
     from embed_studio.booru.fetch import FetchOptions, fetch_job
     from embed_studio.booru.tagfilter import parse_tag_field
+    from embed_studio.fileio import ensure_writable_dir
 
+    # Before any request: a download folder that cannot be written would fail every file.
+    ensure_writable_dir(args.out, "download folder (--out)")
+    if args.output_dir is not None:
+        ensure_writable_dir(args.output_dir, "caption copies folder (--output-dir)")
     tags, output = _tag_options(args)
     types = () if args.types.strip().lower() == "all" else parse_tag_field(args.types)
     options = FetchOptions(

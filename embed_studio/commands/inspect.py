@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embed_studio.errors import EmbedStudioError
+    from embed_studio.fileio import os_error_message
     from embed_studio.formats.detect import describe_file
 
     results: list[dict[str, Any]] = []
@@ -48,11 +49,18 @@ def run(args: argparse.Namespace) -> int:
                 from embed_studio.train.analytics import embedding_analytics
 
                 results[-1]["analytics"] = embedding_analytics(path, backend, args.history, args.nearest)
-        except EmbedStudioError as e:
+        except Exception as e:
+            # One bad file (unreadable, crafted, a format bug) is named and the others are still inspected.
+            if isinstance(e, EmbedStudioError):
+                message = str(e)
+            elif isinstance(e, OSError):
+                message = os_error_message(e)
+            else:
+                message = f"{path}: cannot be read ({type(e).__name__}: {str(e)[:200]})."
             failed = True
-            results.append({"file": str(path), "error": str(e)})
+            results.append({"file": str(path), "error": message})
             if not args.json:
-                print(f"error: {e}", file=sys.stderr)
+                print(f"error: {message}", file=sys.stderr)
             continue
         if not args.json:
             print(format_summary(results[-1]))

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import signal
 import sys
+import threading
 import typing
+from collections.abc import Iterator
 
 # Short spellings for the most used settings; every other TrainConfig field is --field-name.
 _ALIASES = {
@@ -137,19 +141,15 @@ def _train(args: argparse.Namespace) -> int:
         print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     job.add_listener(show)
-    job.start()
-    try:
+    with _stop_signals_cancel(job) as stopped_by:
+        job.start()
         while not job.wait(0.5):
             pass
-    except KeyboardInterrupt:
-        print("\ninterrupting: saving the current state…", file=sys.stderr)
-        job.cancel()
-        job.wait()
     if tty:
         print(file=sys.stderr)
     if isinstance(job.exception, Cancelled):
         print(f"cancelled; state saved in {config.target_path}", file=sys.stderr)
-        return 130
+        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
     if job.exception is not None:
         raise job.exception
     result = job.result
@@ -157,3 +157,32 @@ def _train(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{result.target}: step {result.step} (from {result.initial_step}); logs in {result.log_dir}")
     return 0
+
+
+@contextlib.contextmanager
+def _stop_signals_cancel(job: typing.Any) -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM cancel the job, which saves the current state; later ones wait for that save.
+
+    Without this SIGTERM killed the process without a save, and a second Ctrl-C while saving left the
+    interpreter with the trainer thread still running (abort, exit 134). Yields the signals received.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def stop(signum: int, frame: typing.Any) -> None:
+        if not received:
+            print("\ninterrupting: saving the current state…", file=sys.stderr, flush=True)
+            job.cancel()
+        else:
+            print("\nstill saving the current state; it ends once the file is written", file=sys.stderr, flush=True)
+        received.append(signum)
+
+    stop_signals = [signal.SIGINT, signal.SIGTERM]
+    previous = {sig: signal.signal(sig, stop) for sig in stop_signals}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

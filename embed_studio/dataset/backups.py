@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from embed_studio.errors import DatasetError
-from embed_studio.fileio import WriteError, atomic_write_bytes, atomic_write_text, backup_dir_name, unique_path
+from embed_studio.fileio import (
+    WriteError,
+    atomic_write_bytes,
+    atomic_write_text,
+    backup_dir_name,
+    folder_lock,
+    os_error_message,
+    remove_stale_temps,
+    unique_path,
+)
 
 STATE_DIR = ".embed-studio"
 MANIFEST = "manifest.json"
@@ -23,6 +35,43 @@ def state_dir(folder: str | os.PathLike) -> Path:
 
 def backups_root(folder: str | os.PathLike) -> Path:
     return state_dir(folder) / "backups"
+
+
+@contextlib.contextmanager
+def caption_writer(folder: str | os.PathLike) -> Iterator[None]:
+    """One caption writer at a time on a dataset (a save, a restore), from any thread or process.
+
+    A save checks that no caption changed on disk since the dataset was read, then writes: two saves
+    at once both passed the check and both "succeeded", one silently overwriting the other's edits.
+    """
+    folder = Path(folder)
+    state = state_dir(folder)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"Cannot write into the dataset: {os_error_message(e)}") from e
+    with folder_lock(state, "captions.lock"):
+        remove_stale_temps(folder)  # what a save killed mid-write left
+        yield
+
+
+def put_back(kept: Path, dest: Path) -> None:
+    """Replace `dest` by the kept copy `kept` of its earlier content.
+
+    By a hard link renamed into place where the filesystem allows: no data is written, so it works on the
+    full disk that made a save fail. Else an atomic copy.
+    """
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        os.link(kept, tmp)
+    except OSError:
+        atomic_write_bytes(dest, kept.read_bytes())
+        return
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def is_read_only(path: Path) -> bool:
@@ -181,22 +230,23 @@ def restore_backup(folder: str | os.PathLike, name: str | None = None) -> Restor
     info = find_backup(folder, name)
     targets = [folder / rel for rel in info.replaced + info.absent]
     check_writable(targets)
-    safety = create_backup(folder, targets, kind="restore", label=f"before restoring {info.name}")
-    restored, removed = [], []
-    try:
-        for rel in info.replaced:
-            atomic_write_bytes(folder / rel, (info.path / rel).read_bytes())
-            restored.append(folder / rel)
-        for rel in info.absent:
-            target = folder / rel
-            if target.is_file():
-                # The sidecar did not exist before that save; its current text is in `safety`.
-                target.unlink()
-                removed.append(target)
-    except (OSError, WriteError) as e:
-        raise DatasetError(
-            f"Restore stopped at {e}: the state before it is in backup {safety.name}; restore that to go back."
-        ) from e
-    info.restored = True
-    _write_manifest(info)
+    with caption_writer(folder):
+        safety = create_backup(folder, targets, kind="restore", label=f"before restoring {info.name}")
+        restored, removed = [], []
+        try:
+            for rel in info.replaced:
+                put_back(info.path / rel, folder / rel)
+                restored.append(folder / rel)
+            for rel in info.absent:
+                target = folder / rel
+                if target.is_file():
+                    # The sidecar did not exist before that save; its current text is in `safety`.
+                    target.unlink()
+                    removed.append(target)
+        except (OSError, WriteError) as e:
+            raise DatasetError(
+                f"Restore stopped at {e}: the state before it is in backup {safety.name}; restore that to go back."
+            ) from e
+        info.restored = True
+        _write_manifest(info)
     return RestoreResult(backup=info, restored=restored, removed=removed, safety=safety)

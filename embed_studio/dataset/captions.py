@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from embed_studio.dataset.backups import BackupInfo, check_writable, create_backup
+from embed_studio.dataset.backups import BackupInfo, caption_writer, check_writable, create_backup, put_back
 from embed_studio.dataset.folder import (
     CAPTION_SUFFIX,
     booru_stem,
@@ -23,6 +23,7 @@ from embed_studio.fileio import WriteError, atomic_write_bytes, atomic_write_tex
 from embed_studio.tagspell import CANONICAL, Spelling, canonical, spell, split_weight, tag_key, unique
 
 Tags = tuple[str, ...]
+FileStamp = tuple[int, int, int]  # a caption file's (mtime_ns, inode, size) when read
 
 # Booru downloads named by md5 or post id carry no tags in their names.
 _NOT_TAGS = re.compile(r"[0-9a-fA-F]{32}|\d+")
@@ -105,15 +106,17 @@ class DatasetCaptions:
         images: list[Path],
         tags: list[Tags],
         sources: list[str],
-        mtimes: list[int | None] | None = None,
+        mtimes: list[FileStamp | None] | None = None,
     ):
         self.folder = folder
         self.images = images
         self._tags: list[Tags] = list(tags)
         self.sources = sources  # per image: "txt", "filename" or "none"
         self._disk: list[Tags] = list(tags)  # what a reload would read now
-        # The sidecars' modification times when read: a save refuses to overwrite one changed since.
-        self._mtimes: list[int | None] = mtimes if mtimes is not None else [self._caption_mtime(p) for p in images]
+        # The sidecars' stamps when read: a save refuses to overwrite one changed since.
+        self._mtimes: list[FileStamp | None] = (
+            mtimes if mtimes is not None else [self._caption_mtime(p) for p in images]
+        )
         # Keyed by tag_key: "black_hair" and "black hair" are one tag with two spellings.
         self._postings: dict[str, set[int]] = {}
         self._spellings: dict[str, Counter[str]] = {}
@@ -134,7 +137,7 @@ class DatasetCaptions:
             raise DatasetError(f"No images in {folder}. Pick the folder that holds the images and their .txt captions.")
         tags: list[Tags] = []
         sources: list[str] = []
-        mtimes: list[int | None] = []
+        mtimes: list[FileStamp | None] = []
         for img in images:
             text, mtime = _read_sidecar(img.with_suffix(CAPTION_SUFFIX))
             mtimes.append(mtime)
@@ -150,9 +153,9 @@ class DatasetCaptions:
         return cls(folder, images, tags, sources, mtimes)
 
     @staticmethod
-    def _caption_mtime(image: Path) -> int | None:
+    def _caption_mtime(image: Path) -> FileStamp | None:
         try:
-            return caption_path(image).stat().st_mtime_ns
+            return _stamp(caption_path(image).stat())
         except OSError:
             return None
 
@@ -481,31 +484,39 @@ class DatasetCaptions:
             return SaveResult([], None)
         paths = [caption_path(self.images[i]) for i in targets]
         check_writable(paths)
-        moved = [
-            p.name
-            for i, p in zip(targets, paths, strict=True)
-            if self._caption_mtime(self.images[i]) != self._mtimes[i]
-        ]
-        if moved:
-            raise DatasetError(
-                f"{', '.join(moved[:5])}{' and more' if len(moved) > 5 else ''} changed on disk since the dataset "
-                "was opened. Nothing was written; reopen the folder (your edits would overwrite those changes)."
+        # Held from the check to the last write: another save (a second browser, the CLI) waits, then sees
+        # these files changed and is refused, instead of both passing the check and one losing its edits.
+        with caption_writer(self.folder):
+            moved = [
+                p.name
+                for i, p in zip(targets, paths, strict=True)
+                if self._caption_mtime(self.images[i]) != self._mtimes[i]
+            ]
+            if moved:
+                raise DatasetError(
+                    f"{', '.join(moved[:5])}{' and more' if len(moved) > 5 else ''} changed on disk since the "
+                    "dataset was opened. Nothing was written; reopen the folder (your edits would overwrite those "
+                    "changes)."
+                )
+            info = (
+                create_backup(self.folder, paths, kind="save", label=self.history[-1] if self.history else "")
+                if backup
+                else None
             )
-        info = (
-            create_backup(self.folder, paths, kind="save", label=self.history[-1] if self.history else "")
-            if backup
-            else None
-        )
-        written: list[Path] = []
-        try:
-            for i, p in zip(targets, paths, strict=True):
-                atomic_write_text(p, ", ".join(self._tags[i]))
-                written.append(p)
-        except WriteError as e:
-            self._roll_back(written, info)
-            for i in targets[: len(written)]:
-                self._mtimes[i] = self._caption_mtime(self.images[i])  # our own rollback, not someone else's edit
-            raise DatasetError(f"Save failed: {e} The {len(written)} captions written before it were put back.") from e
+            written: list[Path] = []
+            try:
+                for i, p in zip(targets, paths, strict=True):
+                    atomic_write_text(p, ", ".join(self._tags[i]))
+                    written.append(p)
+            except WriteError as e:
+                kept_new = set(self._roll_back(written, info))
+                for i, p in zip(targets, written, strict=False):
+                    self._mtimes[i] = self._caption_mtime(self.images[i])  # our own writes, not someone else's
+                    if p in kept_new:
+                        self._disk[i] = self._tags[i]
+                        self.sources[i] = "txt"
+                        self._dirty.discard(i)
+                raise DatasetError(f"Save failed: {e} {_rollback_report(written, kept_new, info)}") from e
         for i in targets:
             self._disk[i] = self._tags[i]
             self.sources[i] = "txt"
@@ -513,27 +524,51 @@ class DatasetCaptions:
         self._dirty.clear()
         return SaveResult(written, info)
 
-    def _roll_back(self, written: list[Path], info: BackupInfo | None) -> None:
+    def _roll_back(self, written: list[Path], info: BackupInfo | None) -> list[Path]:
+        """Put back what `written` held before this save; returns the files that still hold the new text."""
         if info is None:
-            return
+            return list(written)
         replaced = set(info.replaced)
+        failed = []
         for p in written:
             rel = p.relative_to(self.folder).as_posix()
             try:
                 if rel in replaced:
-                    atomic_write_bytes(p, (info.path / rel).read_bytes())
+                    put_back(info.path / rel, p)
                 else:
                     p.unlink(missing_ok=True)
             except (OSError, WriteError):
-                pass  # the backup folder still holds it; the error message points there
+                failed.append(p)
+        return failed
 
 
-def _read_sidecar(path: Path) -> tuple[str | None, int | None]:
+def _stamp(st: os.stat_result) -> FileStamp:
+    # Every writer here replaces a file by rename (a new inode), so the inode tells a change apart even
+    # within one tick of a coarse filesystem clock, where the modification time alone would not.
+    return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+
+def _rollback_report(written: list[Path], kept_new: set[Path], info: BackupInfo | None) -> str:
+    """What a failed save left on disk, said truthfully."""
+    if not written:
+        return "No caption was changed."
+    if not kept_new:
+        return f"The {len(written)} caption(s) written before it were put back; nothing changed."
+    names = ", ".join(p.name for p in sorted(kept_new)[:5]) + (" and more" if len(kept_new) > 5 else "")
+    where = (
+        f"their earlier text is in backup {info.name} (Undo / `tags DIR restore` brings it back once there is space)"
+        if info is not None
+        else "no backup was kept"
+    )
+    return f"{len(kept_new)} of the {len(written)} caption(s) written before it could not be put back and hold the new text: {names}; {where}."
+
+
+def _read_sidecar(path: Path) -> tuple[str | None, FileStamp | None]:
     """A caption file's text and modification time (one open, one fstat: this runs 10,000 times)."""
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             # utf-8-sig: Windows tag editors often write a BOM, which must not stick to the first tag.
-            return f.read(), os.fstat(f.fileno()).st_mtime_ns
+            return f.read(), _stamp(os.fstat(f.fileno()))
     except FileNotFoundError:
         return None, None
     except OSError as e:

@@ -19,6 +19,10 @@ from embed_studio.errors import FileFormatError
 PNG_CHUNK_KEY = "sd-ti-embedding"
 _TENSOR_TAG = "TORCHTENSOR"
 _CHANNELS = 3
+# Caps for files from anywhere: a WebUI preview with its border is about 1-2 Mpx and its JSON (75 vectors of
+# 1024 numbers) under 2 MB, so these leave room for any real file and keep a crafted one to ~100 MB of memory.
+MAX_IMAGE_PIXELS = 2**23
+MAX_EMBEDDING_JSON = 8 * 2**20
 
 
 def _to_jsonable(obj: Any) -> Any:
@@ -47,7 +51,19 @@ def embedding_to_b64(data: dict) -> bytes:
 
 
 def embedding_from_b64(text: str | bytes) -> Any:
-    return json.loads(base64.b64decode(text), object_hook=_from_jsonable)
+    """The data of an 'sd-ti-embedding' chunk. Raises ValueError if it is damaged or too large."""
+    if len(text) > MAX_EMBEDDING_JSON * 4 // 3 + 4:
+        raise ValueError(f"{len(text)} bytes of embedding text, more than any embedding holds")
+    return _decode_json(base64.b64decode(text))
+
+
+def _decode_json(raw: bytes) -> Any:
+    # Whatever the bytes hold (bad UTF-8, nesting a million deep, strings where numbers belong), it is one
+    # ValueError here: the reader turns it into a FileFormatError naming the file.
+    try:
+        return json.loads(raw, object_hook=_from_jsonable)
+    except (ValueError, TypeError, RecursionError, OverflowError) as e:
+        raise ValueError(f"{type(e).__name__}: {str(e)[:200]}") from None
 
 
 def _lcg_nibble_mask(count: int) -> np.ndarray:
@@ -139,10 +155,13 @@ def read_data_border(image: Image.Image) -> Any | None:
         return None
     raw = ((high << 4) | low).reshape(-1).tobytes()
     d = zlib.decompressobj()
-    text = d.decompress(raw)
+    # Capped: a few hundred KB of border can inflate to gigabytes.
+    text = d.decompress(raw, MAX_EMBEDDING_JSON + 1)
+    if len(text) > MAX_EMBEDDING_JSON:
+        raise ValueError(f"it inflates to more than {MAX_EMBEDDING_JSON >> 20} MB, more than any embedding holds")
     if not d.eof:
         raise ValueError("data border is incomplete")
-    return json.loads(text, object_hook=_from_jsonable)
+    return _decode_json(text)
 
 
 def read_image_embedding(path: str | os.PathLike) -> Any | None:
@@ -150,6 +169,11 @@ def read_image_embedding(path: str | os.PathLike) -> Any | None:
     path = Path(path)
     try:
         with Image.open(path) as im:
+            # The header's size, before any pixel is decoded: a few hundred KB of PNG can decode to gigabytes.
+            if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:
+                raise FileFormatError(
+                    f"{path}: {im.size[0]}x{im.size[1]} pixels is far larger than an embedding image; not read."
+                )
             im.load()
             text = getattr(im, "text", None) or {}
             if PNG_CHUNK_KEY in text:
@@ -163,7 +187,8 @@ def read_image_embedding(path: str | os.PathLike) -> Any | None:
                 raise FileFormatError(f"{path}: its embedding data border is damaged or absent ({e}).") from e
     except FileFormatError:
         raise
-    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        # ValueError: Pillow's own caps (a text chunk that inflates past 1 MB, ...).
         raise FileFormatError(f"{path}: not a readable image ({e}).") from e
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider
+from embed_studio.errors import DatasetError, FileFormatError
+from embed_studio.fileio import ensure_writable_dir, remove_stale_temps
 from embed_studio.jobs import Job
 from embed_studio.train.config import TrainConfig
 
@@ -30,6 +32,7 @@ def make_train_job(
     from embed_studio.train.loop import train
 
     config.validate()
+    check_before_loading(config)
 
     def work(ctx: Any) -> Any:
         notes: list[str] = []
@@ -56,3 +59,33 @@ def make_train_job(
                 provider.refresh(config.kind, config.target_path)
 
     return Job("train", work, total=config.max_steps)
+
+
+# Where a run writes inside its log folder: numbered copies, previews, preview embeddings.
+_LOG_SUBFOLDERS = ("embeddings", "hypernetworks", "images", "image_embeddings")
+
+
+def check_before_loading(config: TrainConfig) -> None:
+    """Check every path of a run before the model loads (minutes), not at its first save.
+
+    The file to train, its folder and the log folder (writable: a probe file, created if missing), the
+    dataset (images in it) and the prompt template. Temporaries a killed earlier run left beside the
+    file and in the log folder are removed here, at the start of the next run.
+    """
+    from embed_studio.dataset.folder import list_images
+    from embed_studio.train.prompts import load_template_lines
+
+    target = config.target_path
+    if not target.is_file():
+        what = "embedding" if config.kind == "embedding" else "hypernetwork"
+        raise FileFormatError(
+            f"{target} {'is not a file' if target.exists() else 'does not exist'}. Create it first: embed-studio "
+            f"create {what} {target.stem} --model ... (or pick an existing {what} file)."
+        )
+    ensure_writable_dir(target.parent, "folder of the file to train")
+    log_dir = ensure_writable_dir(config.log_path, "log folder")
+    if not list_images(config.dataset):
+        raise DatasetError(f"{config.dataset} has no images. Put .png/.jpg/.webp images (with .txt captions) in it.")
+    load_template_lines(config.template, config.templates_dir or None, require_name=config.kind == "embedding")
+    for folder in (target.parent, log_dir, *(log_dir / sub for sub in _LOG_SUBFOLDERS)):
+        remove_stale_temps(folder)

@@ -394,11 +394,13 @@ class _Run:
         return data
 
     def _save_main(self) -> None:
-        # The main file's .safetensors goes to the log folder: beside the .pt, the WebUI would load one name twice.
-        self._save(self.config.target_path, safetensors=self.log_dir / f"{self.config.target_path.stem}.safetensors")
+        # The log before the file: a kill between the two leaves log rows past the file's step, which a resume
+        # cuts off; the other order left a permanent gap (the file resumed past rows never written).
         self.loss_log.flush()
         if getattr(self, "scalars", None) is not None:
             self.scalars.flush()
+        # The main file's .safetensors goes to the log folder: beside the .pt, the WebUI would load one name twice.
+        self._save(self.config.target_path, safetensors=self.log_dir / f"{self.config.target_path.stem}.safetensors")
 
     def _checkpoint(self) -> None:
         """Every save_every steps a named copy (and the main file); every preview_every steps previews."""

@@ -22,7 +22,10 @@ class LossLog:
         self._dirty = False
 
     def truncate_after(self, step: int) -> None:
-        self.rows = [r for r in self.rows if int(float(r["step"])) <= step]
+        kept = [r for r in self.rows if int(float(r["step"])) <= step]
+        # Rows past the file's step (a kill after the log was saved, before the file): rewritten without them.
+        self._dirty = self._dirty or len(kept) != len(self.rows)
+        self.rows = kept
 
     def add(self, step: int, epoch: int, loss: float, lr: float, images_per_s: float) -> None:
         self.rows.append(

