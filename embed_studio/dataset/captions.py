@@ -19,7 +19,7 @@ from embed_studio.dataset.folder import (
     split_tags,
 )
 from embed_studio.errors import DatasetError, UserInputError
-from embed_studio.fileio import WriteError, atomic_write_bytes, atomic_write_text
+from embed_studio.fileio import WriteError, atomic_write_text
 from embed_studio.tagspell import CANONICAL, Spelling, canonical, spell, split_weight, tag_key, unique
 
 Tags = tuple[str, ...]
