@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, resolve_target
+from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, folder_for, resolve_target
 from embed_studio.errors import EmbedStudioError
 from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
@@ -19,6 +19,7 @@ from embed_studio.train.prompts import DEFAULT_TEMPLATE, list_templates
 from embed_studio.ui import train_form as form
 from embed_studio.ui.base import Tab
 from embed_studio.ui.jobs_ui import follow_job
+from embed_studio.ui.prefs import Prefs
 from embed_studio.ui.train_create import CreatePanels
 from embed_studio.ui.train_fields import make_field
 
@@ -51,6 +52,20 @@ class TrainTab(Tab):
         if provider is None:
             gr.Markdown(NO_PROVIDER, elem_id="es-train-no-provider")
             return
+        needs_path = provider.needs_model_path
+        with gr.Row(equal_height=False, visible=needs_path):
+            self.models_folder = gr.Textbox(
+                self._remembered_models_folder, label="Models folder", scale=3, visible=needs_path,
+                placeholder="/path/to/models", elem_id="es-train-models-folder",
+                info="Set it once (it is remembered): its checkpoints and diffusers folders are listed beside it.",
+            )  # fmt: skip
+            self.model_pick = gr.Dropdown(
+                form.find_models(self._remembered_models_folder()), label="Pick a model", scale=3,
+                visible=needs_path, elem_id="es-train-model-pick",
+            )  # fmt: skip
+            self.model_pick_refresh = gr.Button(
+                "🔄", scale=0, min_width=40, visible=needs_path, elem_id="es-train-model-pick-refresh"
+            )
         with gr.Row(equal_height=False):
             self.model_path = gr.Textbox(
                 label="Model", placeholder="/path/to/diffusers-folder or model.safetensors", scale=3,
@@ -76,6 +91,10 @@ class TrainTab(Tab):
             with gr.Tab("Train", elem_id="es-train-train-tab"):
                 self._train_ui(provider)
         self.job_id = gr.State(None)
+        self.resume_ok = gr.State(False)
+        # On every page load: the settings of a run that is going (a reload during a run), as JSON; its change
+        # fills the form. A load event through a component's value also works inside the WebUI's page.
+        self.running_settings = gr.Textbox(self._running_settings_json, visible=False, elem_id="es-train-running")
 
     def _train_ui(self, provider: BackendProvider) -> None:
         fields: dict[str, Any] = {}
@@ -190,10 +209,16 @@ class TrainTab(Tab):
         self.train_button.click(self._train, inputs=train_inputs, outputs=live)
         self.attach_button.click(self._attach, inputs=[self.job_id], outputs=live)
         # Resume: the file's last run settings back into the form (e.g. after a reload), then Train as usual.
+        # A file that cannot be resumed is said in the status line, and nothing starts.
         self.resume_button.click(
             self._load_saved_run, inputs=[self.kind, self.target],
-            outputs=[self.model_path, self.dataset, self.vae, *fields.values()], queue=False,
-        ).success(self._train, inputs=train_inputs, outputs=live)  # fmt: skip
+            outputs=[self.resume_ok, self.status, self.model_path, self.dataset, self.vae, *fields.values()],
+            queue=False,
+        ).then(self._resume, inputs=[self.resume_ok, *train_inputs], outputs=live)  # fmt: skip
+        self.running_settings.change(
+            self._fill_running, inputs=[self.running_settings],
+            outputs=[self.model_path, self.dataset, self.kind, self.target, self.vae, *fields.values()], queue=False,
+        )  # fmt: skip
         # Quick handlers skip the queue, so they answer while a run's handler holds a queue worker.
         self.interrupt_button.click(self._interrupt, inputs=[self.job_id], outputs=[self.status], queue=False)
         self.kind.change(
@@ -214,6 +239,13 @@ class TrainTab(Tab):
         self.model_refresh.click(
             self._refresh_model, inputs=[self.vae], outputs=[self.model_info, self.vae], queue=False
         )
+        # Listed as it changes (also when a page load puts the remembered folder in), remembered once entered.
+        self.models_folder.change(
+            self._list_models, inputs=[self.models_folder], outputs=[self.model_pick], queue=False
+        )
+        for event in (self.models_folder.submit, self.models_folder.blur, self.model_pick_refresh.click):
+            event(self._models_folder_set, inputs=[self.models_folder], outputs=[self.model_pick], queue=False)
+        self.model_pick.input(lambda picked: picked or gr.update(), inputs=[self.model_pick], outputs=[self.model_path])
         self.create.set_callbacks(
             model_path=self.model_path, dataset=self.dataset, clip_skip=fields["clip_skip"], kind=self.kind,
             target=self.target,
@@ -233,8 +265,37 @@ class TrainTab(Tab):
     def _idle_status(self) -> str:
         running = self.host.jobs.active("train")
         if running:
-            return f"A training run is going ({status_line(running[0].status())}). Press **Show running job** to follow it."
+            status = running[0].status()
+            return (
+                f"A training run is going: {describe_run(status)} ({status_line(status)}). Its settings are in the "
+                "form; press **Show running job** to follow it."
+            )
         return IDLE
+
+    def _remembered_models_folder(self) -> str:
+        return str(Prefs(self.host.prefs_path).get("models_folder", "") or "")
+
+    def _models_folder_set(self, folder: str):
+        folder = (folder or "").strip()
+        if not folder or Path(folder).expanduser().is_dir():
+            try:
+                Prefs(self.host.prefs_path).set("models_folder", folder)
+            except OSError:
+                pass  # not remembered this time; the list still works
+        return self._list_models(folder)
+
+    @staticmethod
+    def _list_models(folder: str):
+        folder = (folder or "").strip()
+        if folder and not Path(folder).expanduser().is_dir():
+            return gr.update(choices=[], label=f"Pick a model (no folder {folder})")
+        models = form.find_models(folder)
+        label = (
+            "Pick a model"
+            if models or not folder
+            else f"Pick a model (no checkpoints or diffusers folders in {folder})"
+        )
+        return gr.update(choices=models, label=label)
 
     def _kind_changed(self, kind: str, target: str, lr: str):
         choices = form.trainable_files(kind, self.provider)
@@ -266,13 +327,43 @@ class TrainTab(Tab):
         return self.provider.describe(), gr.update(choices=vaes, value=vae if vae in vaes else vaes[0])
 
     def _load_saved_run(self, kind: str, target: str) -> list[Any]:
+        """[resumable, status line, model, dataset, VAE, *fields]: the saved run's settings, or why there are none."""
         try:
             config = form.saved_run(kind, resolve_target(kind, target, self.provider), self.provider)
         except EmbedStudioError as e:
-            raise gr.Error(str(e)) from e
+            return [False, f"**Cannot resume:** {e}", *(gr.update() for _ in range(3 + len(self.fields)))]
         vae = config.vae if config.vae in self.provider.vae_choices() else CHECKPOINT_VAE
         model = config.model if self.provider.needs_model_path else gr.update()
-        return [model, config.dataset, vae, *(getattr(config, name) for name in self.fields)]
+        line = f"Resuming {Path(config.target).name} with its last run's settings…"
+        return [True, line, model, config.dataset, vae, *(getattr(config, name) for name in self.fields)]
+
+    def _resume(self, ok: bool, *train_args: Any) -> Iterator[tuple]:
+        if not ok:
+            yield tuple(gr.update() for _ in range(6))
+            return
+        yield from self._train(*train_args)
+
+    def _running_settings_json(self) -> str:
+        """The settings of the training run that is going (to put back into a reloaded page), or ""."""
+        import json
+
+        running = self.host.jobs.active("train")
+        settings = running[0].status().stats.get("settings") if running else None
+        return json.dumps(settings, sort_keys=True) if settings else ""
+
+    def _fill_running(self, settings_json: str) -> list[Any]:
+        import json
+
+        outputs = 5 + len(self.fields)
+        if not settings_json:
+            return [gr.update() for _ in range(outputs)]
+        settings = json.loads(settings_json)
+        vae = settings.get("vae") or CHECKPOINT_VAE
+        model = settings.get("model", "") if self.provider.needs_model_path else gr.update()
+        kind = settings.get("kind", "embedding")
+        target = _display_target(kind, settings.get("target", ""), self.provider)
+        values = [settings.get(name, form.default(name)) for name in self.fields]
+        return [model, settings.get("dataset", ""), kind, target, vae, *values]
 
     def _interrupt(self, job_id: str | None) -> str:
         job = self._find_job(job_id)
@@ -294,7 +385,8 @@ class TrainTab(Tab):
         running = self._find_job(job_id)
         if running is not None and running.status().active:
             yield (
-                running.id, "A training run is going: Interrupt it or wait for it to end (Show running job follows it).",
+                running.id, f"**Not started:** {describe_run(running.status())} is going. Interrupt it or wait for "
+                "it to end (**Show running job** follows it).",
                 *_unchanged(),
             )  # fmt: skip
             return
@@ -368,6 +460,20 @@ class TrainTab(Tab):
             return render_loss_plot(path, title=Path(status.stats.get("target", "")).stem)
         except ImportError:
             return gr.update()  # no matplotlib: the run is unaffected, only the plot is missing
+
+
+def describe_run(status: JobStatus) -> str:
+    """A running job by name, e.g. 'training run train-3 (mychar.pt)'."""
+    target = status.stats.get("target")
+    return f"training run {status.id}" + (f" ({Path(target).name})" if target else "")
+
+
+def _display_target(kind: str, target: str, provider: BackendProvider) -> str:
+    """The file as the form lists it: its name in the kind's folder, else its path."""
+    try:
+        return Path(target).relative_to(folder_for(kind, provider)).as_posix()
+    except ValueError:
+        return target
 
 
 def _note(message: str) -> str:
