@@ -243,7 +243,7 @@ class _Run:
                     # The counts are this run's (for it/s and ETA); a resumed file's own step is named here.
                     f"{config.name} epoch {epoch}, lr {lr:.3g}"
                     + (f", file at step {self.step}/{self.end}" if self.initial_step else ""),
-                    loss=loss, lr=lr, epoch=epoch, images_per_s=round(ips, 3), label="step",
+                    loss=loss, lr=lr, epoch=epoch, images_per_s=round(ips, 3), label="step", prompt=self.last_prompt,
                 )  # fmt: skip
                 self._checkpoint()
         except _NonFinite as bad:
@@ -345,6 +345,10 @@ class _Run:
         if config.preview_every and step % config.preview_every == 0:
             try:
                 snapshot = snapshot or self.target.snapshot(step, self.meta)
+                self.report.progress(
+                    step - self.initial_step, self.end - self.initial_step, f"step {step}: drawing previews…",
+                    preview_prompt=config.preview_prompt or self.last_prompt, preview_step=step,
+                )  # fmt: skip
                 for path in save_previews(config, self.target, step, self.last_prompt, self.log_dir, snapshot):
                     self.result.previews.append(str(path))
                     self.report.image(path)

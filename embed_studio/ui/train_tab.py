@@ -25,6 +25,7 @@ from embed_studio.ui.train_fields import make_field
 
 NO_PROVIDER = "Training needs a model host: run it inside the WebUI, or standalone with `embed-studio ui`."
 IDLE = "Pick the file to train and the dataset, then press **Train**."
+TRAIN_SUBTAB = "train"
 _UNSET = object()
 
 
@@ -82,13 +83,13 @@ class TrainTab(Tab):
                 label="Dataset folder", placeholder="/path/to/images (with .txt captions)", scale=3,
                 elem_id="es-train-dataset",
             )  # fmt: skip
-        with gr.Tabs(elem_id="es-train-tabs"):
+        with gr.Tabs(elem_id="es-train-tabs") as self.subtabs:
             with gr.Tab("Create embedding", elem_id="es-train-create-embedding-tab"):
                 self.create = CreatePanels(self.host)
                 self.create.embedding_ui()
             with gr.Tab("Create hypernetwork", elem_id="es-train-create-hypernetwork-tab"):
                 self.create.hypernetwork_ui()
-            with gr.Tab("Train", elem_id="es-train-train-tab"):
+            with gr.Tab("Train", id=TRAIN_SUBTAB, elem_id="es-train-train-tab"):
                 self._train_ui(provider)
         self.job_id = gr.State(None)
         self.resume_ok = gr.State(False)
@@ -250,6 +251,12 @@ class TrainTab(Tab):
             model_path=self.model_path, dataset=self.dataset, clip_skip=fields["clip_skip"], kind=self.kind,
             target=self.target,
         )  # fmt: skip
+        # A new file is what one trains next: the Train sub-tab opens with it picked.
+        for event, status in (
+            (self.create.emb_event, self.create.emb_status),
+            (self.create.hn_event, self.create.hn_status),
+        ):
+            event.then(_open_train_if_created, inputs=[status], outputs=[self.subtabs], queue=False)
         self._follow_other_tabs(tabs)
 
     def _follow_other_tabs(self, tabs: dict[str, Tab]) -> None:
@@ -416,6 +423,7 @@ class TrainTab(Tab):
         def render(status: JobStatus) -> tuple:
             if status.active:
                 line = status_line(status)
+                line += _prompts(status.stats)
                 notes = status.stats.get("notes") or []
                 if notes:
                     line += "\n\n" + "\n".join(_note(n) for n in notes)
@@ -462,6 +470,10 @@ class TrainTab(Tab):
             return gr.update()  # no matplotlib: the run is unaffected, only the plot is missing
 
 
+def _open_train_if_created(create_status: str) -> Any:
+    return gr.Tabs.update(selected=TRAIN_SUBTAB) if (create_status or "").startswith("Created") else gr.update()
+
+
 def describe_run(status: JobStatus) -> str:
     """A running job by name, e.g. 'training run train-3 (mychar.pt)'."""
     target = status.stats.get("target")
@@ -474,6 +486,22 @@ def _display_target(kind: str, target: str, provider: BackendProvider) -> str:
         return Path(target).relative_to(folder_for(kind, provider)).as_posix()
     except ValueError:
         return target
+
+
+def _prompts(stats: dict[str, Any]) -> str:
+    """The WebUI's "Last prompt", and the prompt the latest previews were drawn with."""
+    lines = []
+    if stats.get("prompt"):
+        lines.append(f"Last prompt: {_literal(stats['prompt'])}")
+    if stats.get("preview_prompt"):
+        lines.append(f"Preview at step {stats.get('preview_step')}: {_literal(stats['preview_prompt'])}")
+    return "".join(f"\n\n{line}" for line in lines)
+
+
+def _literal(text: str) -> str:
+    """A prompt as it is, in a code span: its brackets, backslashes and underscores are not Markdown."""
+    quoted = html.escape(text.replace("`", "'"))
+    return f"`{quoted}`"
 
 
 def _note(message: str) -> str:

@@ -58,13 +58,14 @@ def test_a_second_tab_during_a_run(
     first.fill("es-train-emb-vectors", 2)
     first.page.locator("#es-train-emb-create").click()
     first.wait_text("es-train-emb-status", "Created")
-    first.open_subtab("Train")
+    first.page.wait_for_selector("#es-train-start", state="visible")  # Create opened the Train sub-tab itself
     first.start_small_run(max_steps=100000, preview_every=0)  # runs until interrupted
     first.page.wait_for_function(
         "() => [...document.querySelectorAll('#es-train-status')].some(e => /step [1-9]\\d*\\/\\d+ · loss/.test(e.innerText))",
         timeout=90_000,  # the model loads and the latents are cached first, on a shared machine
     )
 
+    first.wait_text("es-train-status", "Last prompt: ")  # the WebUI's "Last prompt", under the step line
     # A second tab while the first one follows the run: it opens with the run named and its settings in the form.
     second = type(first)(first.page.context.browser.new_page(viewport={"width": 1400, "height": 1000}))
     second.page.set_default_timeout(20_000)
