@@ -24,6 +24,9 @@ from embed_studio.train.schedule import precompute_rates
 from embed_studio.train.targets import load_target
 
 TOKEN_CACHE_SIZE = 4096
+# The loss log is rewritten every this many steps (and at saves, previews and the end), so a page's loss
+# plot moves during a run instead of only at previews.
+LOSS_LOG_EVERY = 10
 
 
 class TrainingDiverged(EmbedStudioError):
@@ -238,6 +241,8 @@ class _Run:
                 ips = images / elapsed if elapsed > 0 else 0.0
                 epoch = self.plan.epoch_of(self.step * config.grad_accum - 1)
                 self.loss_log.add(self.step, epoch, loss, lr, ips)
+                if self.step % LOSS_LOG_EVERY == 0:
+                    self.loss_log.flush()
                 report.progress(
                     self.step - self.initial_step, self.end - self.initial_step,
                     # The counts are this run's (for it/s and ETA); a resumed file's own step is named here.

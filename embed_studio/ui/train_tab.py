@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from embed_studio.ui.train_fields import make_field
 NO_PROVIDER = "Training needs a model host: run it inside the WebUI, or standalone with `embed-studio ui`."
 IDLE = "Pick the file to train and the dataset, then press **Train**."
 TRAIN_SUBTAB = "train"
+PLOT_SECONDS = 3.0
 _UNSET = object()
 
 
@@ -418,7 +420,7 @@ class TrainTab(Tab):
 
     def _render(self, job: Job):
         """A render function for follow_job that sends the gallery and the plot only when they change."""
-        sent: dict[str, Any] = {"images": _UNSET, "plot": _UNSET}
+        sent: dict[str, Any] = {"images": _UNSET, "plot": _UNSET, "plotted_at": None}
 
         def render(status: JobStatus) -> tuple:
             if status.active:
@@ -447,7 +449,8 @@ class TrainTab(Tab):
 
     @staticmethod
     def _plot(status: JobStatus, sent: dict[str, Any]) -> Any:
-        """The loss plot, redrawn when the loss log changed on disk (it is written at previews, copies and the end)."""
+        """The loss plot, redrawn when the loss log changed on disk (every few steps, at previews and at the end),
+        at most every PLOT_SECONDS while the run goes on: drawing it is not free for the server."""
         from embed_studio.train.lossplot import loss_log_path, render_loss_plot
 
         log_dir = status.stats.get("log_dir")
@@ -461,11 +464,14 @@ class TrainTab(Tab):
             key = None
         if key == sent["plot"]:
             return gr.update()
-        sent["plot"] = key
+        now = time.monotonic()
+        if status.active and sent["plotted_at"] is not None and now - sent["plotted_at"] < PLOT_SECONDS:
+            return gr.update()  # not marked as sent: the next poll after the pause draws it
+        sent["plot"], sent["plotted_at"] = key, now
         if key is None:
             return None
         try:
-            return render_loss_plot(path, title=Path(status.stats.get("target", "")).stem)
+            return render_loss_plot(path, title=Path(status.stats.get("target", "")).stem, transparent=True)
         except ImportError:
             return gr.update()  # no matplotlib: the run is unaffected, only the plot is missing
 

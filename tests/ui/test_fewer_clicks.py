@@ -63,8 +63,11 @@ def test_status_shows_the_last_prompt_and_the_preview_prompt():
     assert _prompts({}) == ""
 
 
-def test_a_run_reports_its_prompts(tmp_path, tiny_model, train_dataset, one_thread):
+def test_a_run_reports_its_prompts_and_logs_its_loss_as_it_goes(
+    tmp_path, tiny_model, train_dataset, one_thread, monkeypatch
+):
     from embed_studio.backends.provider import StandaloneProvider
+    from embed_studio.train import loop
     from embed_studio.train.config import TrainConfig
     from embed_studio.train.create import create_embedding
     from embed_studio.train.job import make_train_job
@@ -81,13 +84,78 @@ def test_a_run_reports_its_prompts(tmp_path, tiny_model, train_dataset, one_thre
         grad_accum=1, width=64, height=64, bucket_step=32, preview_every=2, preview_steps=1, save_every=0,
         shuffle_tags=False, log_dir=str(tmp_path / "log"), preview_with_embedding=False,
     )  # fmt: skip
+    monkeypatch.setattr(loop, "LOSS_LOG_EVERY", 1)
     seen: list[dict] = []
+    rows_at_step_1: list[int] = []
+    loss_csv = Path(config.log_path) / "loss.csv"
+
+    def listen(status) -> None:
+        seen.append(dict(status.stats))
+        if status.done == 1 and status.stats.get("loss") is not None and not rows_at_step_1:
+            rows_at_step_1.append(len(loss_csv.read_text(encoding="utf-8").splitlines()) - 1)
+
     job = make_train_job(config, provider, log=lambda m: None)
-    job.add_listener(lambda status: seen.append(dict(status.stats)))
+    job.add_listener(listen)
     job.run()
+    assert rows_at_step_1 == [1]  # written during the run, not only at the preview and the end
     assert job.status().state == "done", job.status().error
     prompts = [s["prompt"] for s in seen if s.get("prompt")]
     assert prompts and all(p.endswith("mychar") for p in prompts)  # the template is "[filewords], [name]"
     previews = [s for s in seen if s.get("preview_prompt")]
     assert previews and previews[-1]["preview_step"] == 2 and previews[-1]["preview_prompt"] in prompts
     assert Path(config.log_path, "images").is_dir()
+
+
+def _loss_csv(path: Path, steps: int) -> Path:
+    lines = ["step,epoch,loss,lr,images_per_s"] + [f"{s},0,{1 / s:.4f},0.005,1.0" for s in range(1, steps + 1)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_the_loss_plot_is_transparent_with_grey_text_for_either_theme(tmp_path):
+    from embed_studio.train.lossplot import NEUTRAL, render_loss_plot
+
+    path = _loss_csv(tmp_path / "loss.csv", 30)
+    plain = render_loss_plot(path)
+    assert plain.mode == "RGB" and plain.getpixel((0, 0)) == (255, 255, 255)  # files and the API keep white
+    themed = render_loss_plot(path, transparent=True)
+    assert themed.mode == "RGBA" and themed.getpixel((0, 0))[3] == 0
+    import numpy as np
+
+    pixels = np.asarray(themed).astype(int)
+    grey = tuple(int(NEUTRAL[i : i + 2], 16) for i in (1, 3, 5))
+    opaque = pixels[..., 3] > 200
+    near_grey = (np.abs(pixels[..., :3] - np.array(grey)).sum(axis=-1) < 30) & opaque
+    near_black = (pixels[..., :3].sum(axis=-1) < 60) & opaque
+    assert near_grey.sum() > 200  # the text and axes
+    assert near_black.sum() == 0  # nothing black that would vanish on the dark theme
+
+
+def test_the_tab_redraws_the_plot_as_the_log_grows_but_not_at_every_poll(tmp_path, monkeypatch):
+    from embed_studio.jobs import JobStatus
+    from embed_studio.train.lossplot import loss_log_path
+    from embed_studio.ui import train_tab
+    from embed_studio.ui.train_tab import TrainTab
+
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    path = loss_log_path(log_dir)
+    clock = [100.0]
+    monkeypatch.setattr(train_tab.time, "monotonic", lambda: clock[0])
+
+    def status(state: str) -> JobStatus:
+        return JobStatus(
+            id="train-1", kind="train", state=state, done=1, total=10, text="", started=0.0, finished=None,
+            rate=None, eta_seconds=None, error=None, stats={"log_dir": str(log_dir), "target": "mychar.pt"},
+        )  # fmt: skip
+
+    sent = {"images": None, "plot": train_tab._UNSET, "plotted_at": None}
+    _loss_csv(path, 10)
+    assert TrainTab._plot(status("running"), sent).mode == "RGBA"
+    _loss_csv(path, 20)
+    clock[0] += 1.0
+    assert TrainTab._plot(status("running"), sent) == gr.update()  # too soon after the last drawing
+    clock[0] += train_tab.PLOT_SECONDS
+    assert TrainTab._plot(status("running"), sent).mode == "RGBA"
+    _loss_csv(path, 30)
+    assert TrainTab._plot(status("done"), sent).mode == "RGBA"  # the end is always drawn
