@@ -165,9 +165,15 @@ class BooruTab(Tab):
         if isinstance(getattr(tagger, "folder", None), gr.Textbox) and hasattr(tagger, "on_existing"):
             # The next step is tagging what was fetched: the folder goes along, and with the booru's captions
             # already written the tagger merges into them (its default, skip, would tag nothing).
+            # The later panels' empty folder boxes (Dataset, Train's dataset) take it too: no box was typed in,
+            # so their usual follow-the-tagger-on-blur never fires.
+            later = [
+                getattr(tabs.get(key), attr, None) for key, attr in (("es-dataset", "folder"), ("es-train", "dataset"))
+            ]
+            later = [box for box in later if isinstance(box, gr.Textbox)]
             fetched.then(
-                self._hand_to_tagger, inputs=[self.job_id, tagger.folder], outputs=[tagger.folder, tagger.on_existing],
-                queue=False,
+                self._hand_on, inputs=[self.job_id, tagger.folder, *later],
+                outputs=[tagger.folder, tagger.on_existing, *later], queue=False,
             )  # fmt: skip
         self.caption_button.click(self._caption, inputs=[self.job_id, self.folder, *common], outputs=outputs)
         self.cancel_button.click(self._cancel, inputs=[self.job_id], outputs=[self.progress])
@@ -262,6 +268,12 @@ class BooruTab(Tab):
             return job.id, line, summary, gallery
 
         return render
+
+    def _hand_on(self, job_id: str | None, tagger_folder: str, *later: str) -> tuple[Any, ...]:
+        folder, action = self._hand_to_tagger(job_id, tagger_folder)
+        if not isinstance(folder, str):
+            return (folder, action, *(gr.update() for _ in later))
+        return (folder, action, *(gr.update() if (box or "").strip() else folder for box in later))
 
     def _hand_to_tagger(self, job_id: str | None, tagger_folder: str) -> tuple[Any, Any]:
         job = self.host.jobs.get(job_id) if job_id else None

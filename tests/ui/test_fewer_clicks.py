@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+import pytest
 
 from embed_studio.booru.fetch import FetchSummary
 from embed_studio.jobs import Job, JobRegistry
@@ -42,6 +43,15 @@ def test_a_fetch_hands_its_folder_to_the_tagger_and_merges_into_its_captions(tmp
     failed.wait(30)
     assert tab._hand_to_tagger(failed.id, "") == (gr.update(), gr.update())
     assert tab._hand_to_tagger(None, "") == (gr.update(), gr.update())
+
+
+def test_the_fetched_folder_fills_the_later_panels_empty_folder_boxes(tmp_path):
+    tab, host = _booru_tab(tmp_path)
+    folder = str(tmp_path / "zangoose")
+    job_id = _finished_fetch(host, FetchSummary(folder=folder, downloaded=12, captions=12))
+    assert tab._hand_on(job_id, "", "", "/data/other") == (folder, "merge", folder, gr.update())
+    nothing = (gr.update(), gr.update(), gr.update(), gr.update())
+    assert tab._hand_on(None, "", "", "") == nothing
 
 
 def test_create_opens_the_train_subtab_only_when_a_file_was_made():
@@ -159,3 +169,41 @@ def test_the_tab_redraws_the_plot_as_the_log_grows_but_not_at_every_poll(tmp_pat
     assert TrainTab._plot(status("running"), sent).mode == "RGBA"
     _loss_csv(path, 30)
     assert TrainTab._plot(status("done"), sent).mode == "RGBA"  # the end is always drawn
+
+
+@pytest.fixture
+def fake_booru():
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "booru" / "fake_booru.py"
+    spec = importlib.util.spec_from_file_location("es_tests_fake_booru", path)
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+    server = module.FakeBooru(module.make_posts(3)).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.browser
+def test_after_a_fetch_the_tagger_and_dataset_panels_hold_its_folder(tmp_path, fake_booru, serve_blocks, browser_page):
+    from embed_studio.ui.app import build_studio
+
+    host = UiHost(name="standalone", models_dir=tmp_path / "models", output_dir=tmp_path / "out", jobs=JobRegistry())
+    page = browser_page
+    page.goto(serve_blocks(build_studio(host)))
+    folder = tmp_path / "zangoose"
+    for elem_id, value in (("es-booru-query", "zangoose"), ("es-booru-folder", str(folder))):
+        page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(value)
+    page.locator("#es-booru-advanced").get_by_text("Advanced: server").click()
+    for elem_id, value in (("es-booru-base-url", fake_booru.url), ("es-booru-interval", "0")):
+        page.locator(f"#{elem_id} textarea, #{elem_id} input").first.fill(value)
+    page.locator("#es-booru-fetch").click()
+    page.wait_for_function(
+        "(v) => document.querySelector('#es-tagger-folder textarea')?.value === v", arg=str(folder), timeout=60_000
+    )
+    assert page.locator("#es-tagger-on-existing input[value='merge']").is_checked()
+    assert page.locator("#es-dataset-folder textarea").input_value() == str(folder)
