@@ -299,11 +299,12 @@ class TrainTab(Tab):
         if folder and not Path(folder).expanduser().is_dir():
             return gr.update(choices=[], label=f"Pick a model (no folder {folder})")
         models = form.find_models(folder)
-        label = (
-            "Pick a model"
-            if models or not folder
-            else f"Pick a model (no checkpoints or diffusers folders in {folder})"
-        )
+        if not folder:
+            label = "Pick a model"
+        elif models:
+            label = f"Pick a model ({len(models)} in {folder})"
+        else:
+            label = f"Pick a model (no checkpoints or diffusers folders in {folder})"
         return gr.update(choices=models, label=label)
 
     def _kind_changed(self, kind: str, target: str, lr: str):

@@ -68,6 +68,7 @@ def test_model_is_picked_from_the_remembered_folder(tmp_path, serve_blocks, brow
     folder_box = page.locator("#es-train-models-folder textarea").first
     folder_box.fill(str(models))
     folder_box.press("Enter")
+    page.wait_for_selector(f"#es-train-model-pick >> text=3 in {models}")  # the list has arrived
     page.locator("#es-train-model-pick input").first.click()
     page.locator("ul.options li", has_text="sd15-diffusers").first.click()
     page.wait_for_function(
@@ -78,6 +79,7 @@ def test_model_is_picked_from_the_remembered_folder(tmp_path, serve_blocks, brow
     page.wait_for_function(
         "(v) => document.querySelector('#es-train-models-folder textarea')?.value === v", arg=str(models)
     )
+    page.wait_for_selector(f"#es-train-model-pick >> text=3 in {models}")
     page.locator("#es-train-model-pick input").first.click()
     page.locator("ul.options li", has_text="anything.safetensors").first.click()
     page.wait_for_function(
