@@ -31,7 +31,7 @@ class JobStatus:
     text: str
     started: float | None
     finished: float | None
-    rate: float | None  # units per second since the job started
+    rate: float | None  # units per second since the count last stood at 0 (setup such as latent caching excluded)
     eta_seconds: float | None
     error: str | None
     images: list[str] = field(default_factory=list)
@@ -91,6 +91,7 @@ class Job:
         self._total = total
         self._text = ""
         self._started: float | None = None
+        self._counting_since: float | None = None  # when `done` was last reported as 0: the rate's start
         self._ended: float | None = None
         self._error: str | None = None
         self._images: list[str] = []
@@ -109,6 +110,7 @@ class Job:
         """Run the work in the calling thread (the CLI does this; the UI uses start())."""
         with self._lock:
             self._state, self._started = RUNNING, time.monotonic()
+            self._counting_since = self._started
         self._notify()
         try:
             self.result = self._work(JobContext(self))
@@ -142,7 +144,8 @@ class Job:
     def status(self) -> JobStatus:
         with self._lock:
             now = self._ended or time.monotonic()
-            elapsed = now - self._started if self._started else 0.0
+            since = self._counting_since or self._started
+            elapsed = now - since if since else 0.0
             rate = self._done / elapsed if elapsed > 0 and self._done else None
             eta = None
             if rate and self._total is not None and self._state == RUNNING:
@@ -166,6 +169,8 @@ class Job:
     def _update(self, done=None, total=None, text=None, stats=None) -> None:
         with self._lock:
             if done is not None:
+                if not done:  # work that reports 0 done is still setting up: its time is not the rate's
+                    self._counting_since = time.monotonic()
                 self._done = done
             if total is not None:
                 self._total = total

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import torch
-from PIL import Image
+if TYPE_CHECKING:  # torch is imported where it is used: `embed-studio --help` reads the constants below
+    import torch
+    from PIL import Image
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
@@ -22,6 +23,8 @@ class LatentDist:
     std: torch.Tensor
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        import torch
+
         noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + self.std * noise
 
@@ -52,7 +55,7 @@ class PreviewRequest:
 
 
 # Hypernetwork modules by attention-context width: {width: (key module, value module)}.
-HypernetworkLayers = Mapping[int, Sequence[torch.nn.Module]]
+HypernetworkLayers = Mapping[int, Sequence["torch.nn.Module"]]
 
 
 @runtime_checkable

@@ -34,6 +34,27 @@ _BREAK_MARK = -1  # stands for BREAK among the token items (real token ids are >
 _ATTENTION = re.compile(r"\\[()\[\]\\]|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\\()\[\]:]+|:")
 
 
+@contextlib.contextmanager
+def quiet_model_libraries() -> Any:
+    """transformers/diffusers advice on every load and cast (accelerate missing, modules kept in fp32, weight
+    loading bars) would bury the run's own lines; their errors still show. Restored on exit."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    libraries = (diffusers_logging, transformers_logging)
+    saved = [(lib.get_verbosity(), lib.is_progress_bar_enabled()) for lib in libraries]
+    for lib in libraries:
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, (verbosity, bars) in zip(libraries, saved, strict=True):
+            lib.set_verbosity(verbosity)
+            if bars:
+                lib.enable_progress_bar()
+
+
 def parse_emphasis(text: str) -> list[tuple[str, float]]:
     """The WebUI's prompt emphasis: (x) = x1.1, [x] = /1.1, (x:1.5) = x1.5, \\( a literal bracket.
 
@@ -267,9 +288,10 @@ class StandaloneBackend:
         path = Path(model).expanduser()
         if not path.exists():
             raise UserInputError(f"Model {path} does not exist. Give a diffusers folder or a .safetensors/.ckpt file.")
-        if path.is_dir():
-            return cls._load_folder(path, device)
-        return cls._load_single_file(path, device)
+        with quiet_model_libraries():
+            if path.is_dir():
+                return cls._load_folder(path, device)
+            return cls._load_single_file(path, device)
 
     @classmethod
     def _load_folder(cls, path: Path, device: Any) -> StandaloneBackend:
@@ -350,9 +372,10 @@ class StandaloneBackend:
         self._use_autocast = self.compute_dtype != torch.float32 and not half_weights
         # Frozen weights stored in the compute precision: no per-step casts of the whole model under autocast.
         weight_dtype = self.compute_dtype if half_weights else torch.float32
-        self.unet.to(self.device, dtype=weight_dtype)
-        self.text_encoder.to(self.device, dtype=weight_dtype)
-        self.vae.to(self.device, dtype=weight_dtype)
+        with quiet_model_libraries():
+            self.unet.to(self.device, dtype=weight_dtype)
+            self.text_encoder.to(self.device, dtype=weight_dtype)
+            self.vae.to(self.device, dtype=weight_dtype)
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             self.unet.train()  # diffusers only checkpoints in training mode; SD's UNet has no dropout to worry about
@@ -381,7 +404,8 @@ class StandaloneBackend:
         dtype = torch.float32 if exact else old_dtype
         moved = (dtype, self.device) != (old_dtype, old_device)
         if moved:
-            self.vae.to(self.device, dtype=dtype)
+            with quiet_model_libraries():
+                self.vae.to(self.device, dtype=dtype)
         try:
             ctx = contextlib.nullcontext() if exact else self.autocast()
             with ctx:
@@ -390,7 +414,8 @@ class StandaloneBackend:
             std = dist.std.float() * self.scaling_factor
         finally:
             if moved:
-                self.vae.to(old_device, dtype=old_dtype)
+                with quiet_model_libraries():
+                    self.vae.to(old_device, dtype=old_dtype)
         return LatentDist(mean, std)
 
     def release_image_encoder(self) -> None:
@@ -572,7 +597,8 @@ class StandaloneBackend:
     def render_preview(
         self, request: PreviewRequest, trigger: str | None = None, vectors: torch.Tensor | None = None
     ) -> Image.Image:
-        from diffusers import StableDiffusionPipeline
+        with quiet_model_libraries():  # its first import warns about optional image-processor backends
+            from diffusers import StableDiffusionPipeline
 
         n = 0 if vectors is None else int(vectors.shape[0])
         pos = self.tokenize(request.prompt, trigger, n)

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embed_studio.backends.provider import StandaloneProvider
-    from embed_studio.ui.app import build_studio
+    from embed_studio.ui.app import build_studio, launch_standalone
     from embed_studio.ui.host import UiHost
 
     home = default_home()
@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
         models_dir=args.models_dir or home / "models",
         output_dir=output_dir,
         backend_provider=StandaloneProvider(output_dir),
+        prefs_path=home / "ui-settings.json",
     )
     studio = build_studio(host)
-    studio.queue().launch(server_name=args.host, server_port=args.port, show_api=False)
+    launch_standalone(studio, args.host, args.port)
     return 0

@@ -44,7 +44,8 @@ def make_train_job(
 
         ctx.progress(
             0, config.max_steps, f"Waiting for the model ({config.name})…", label="step", kind=config.kind,
-            target=str(config.target_path), log_dir=str(config.log_path),
+            target=str(config.target_path), log_dir=str(config.log_path), batch_size=config.batch_size,
+            grad_accum=config.grad_accum, settings={**config.to_dict(), "vae": vae},
         )  # fmt: skip
         try:
             with provider.session(config.model, vae, config.clip_skip) as backend:

@@ -26,6 +26,9 @@ from embed_studio.train.schedule import precompute_rates
 from embed_studio.train.targets import load_target
 
 TOKEN_CACHE_SIZE = 4096
+# The loss log is rewritten every this many steps (and at saves, previews and the end), so a page's loss
+# plot moves during a run instead of only at previews.
+LOSS_LOG_EVERY = 10
 
 
 class TrainingDiverged(EmbedStudioError):
@@ -275,12 +278,14 @@ class _Run:
                 if self.scalars is not None:
                     norms = torch.stack([p.detach().float().norm() for p in self.params])
                     self.scalars.add(self.step, loss=loss, lr=lr, param_norm=float(norms.norm()))
+                if self.step % LOSS_LOG_EVERY == 0:
+                    self.loss_log.flush()
                 report.progress(
                     self.step - self.initial_step, self.end - self.initial_step,
                     # The counts are this run's (for it/s and ETA); a resumed file's own step is named here.
                     f"{config.name} epoch {epoch}, lr {lr:.3g}"
                     + (f", file at step {self.step}/{self.end}" if self.initial_step else ""),
-                    loss=loss, lr=lr, epoch=epoch, images_per_s=round(ips, 3), label="step",
+                    loss=loss, lr=lr, epoch=epoch, images_per_s=round(ips, 3), label="step", prompt=self.last_prompt,
                 )  # fmt: skip
                 self._checkpoint()
                 self._validate()
@@ -417,6 +422,10 @@ class _Run:
         if (config.preview_every and step % config.preview_every == 0) or cycle_end:
             try:
                 snapshot = snapshot or self.target.snapshot(step, self.meta)
+                self.report.progress(
+                    step - self.initial_step, self.end - self.initial_step, f"step {step}: drawing previews…",
+                    preview_prompt=config.preview_prompt or self.last_prompt, preview_step=step,
+                )  # fmt: skip
                 for path in save_previews(config, self.target, step, self.last_prompt, self.log_dir, snapshot):
                     self.result.previews.append(str(path))
                     self.report.image(path)

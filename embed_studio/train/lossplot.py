@@ -8,7 +8,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -128,10 +128,13 @@ def render_loss_plot(
     size: tuple[float, float] = (7.0, 3.5),
     dpi: int = 100,
     validation: ValidationSeries | None = None,
+    transparent: bool = False,
 ) -> Image.Image | None:
     """The plot as an RGB PIL image, or None when there is nothing to plot yet.
 
     The validation loss (and its best check) is drawn too: `validation`, or the validation.csv beside a loss CSV.
+    `transparent`: an RGBA image with no background and grey text and axes, readable on a light page and a
+    dark one alike (the tab follows the page's theme without knowing it).
 
     Uses matplotlib's Agg canvas on a private Figure (no pyplot), so it is safe from worker threads and
     leaves the host's matplotlib backend alone.
@@ -179,14 +182,39 @@ def render_loss_plot(
         lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         lr_handles, lr_labels = lr_ax.get_legend_handles_labels()
         handles, labels = handles + lr_handles, labels + lr_labels
-    ax.legend(handles, labels, loc="upper right", fontsize="small")
+    legend = ax.legend(handles, labels, loc="upper right", fontsize="small")
     last = f"step {series.steps[-1]}, loss {series.losses[-1]:.4f}"
     if best:
         last += f", best validation {best[1]:.4f} at step {best[0]}"
     fig.suptitle(f"{title} · {last}" if title else last, fontsize="medium")
+    if transparent:
+        _neutral_colours(fig, legend)
     fig.tight_layout()
     canvas.draw()
-    return Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+    image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    return image.copy() if transparent else image.convert("RGB")
+
+
+NEUTRAL = "#8a8f98"  # mid grey: legible on white and on the dark theme's near-black
+
+
+def _neutral_colours(fig: Any, legend: Any) -> None:
+    fig.patch.set_alpha(0.0)
+    for text in fig.texts:
+        text.set_color(NEUTRAL)
+    for ax in fig.axes:
+        ax.patch.set_alpha(0.0)
+        for spine in ax.spines.values():
+            spine.set_color(NEUTRAL)
+        ax.tick_params(axis="x", colors=NEUTRAL)
+        if ax.get_ylabel() != "learning rate":  # the rate axis keeps its own orange
+            ax.tick_params(axis="y", colors=NEUTRAL)
+            ax.yaxis.label.set_color(NEUTRAL)
+        ax.xaxis.label.set_color(NEUTRAL)
+    legend.get_frame().set_alpha(0.0)
+    legend.get_frame().set_edgecolor(NEUTRAL)
+    for text in legend.get_texts():
+        text.set_color(NEUTRAL)
 
 
 def loss_plot_png(source: str | os.PathLike | LossSeries, **options) -> bytes | None:

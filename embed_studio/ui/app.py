@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import gradio as gr
 
@@ -13,6 +14,10 @@ from embed_studio.ui.host import UiHost
 # Workflow order of the guides: fetch, tag, prune, train. A module listed here that does not
 # exist yet is simply not shown, so the tab never offers a panel that does not work.
 TAB_MODULES = ("booru_tab", "tagger_tab", "dataset_tab", "train_tab")
+
+# A page that follows a job holds one queue worker while the job runs: with gradio's default of one worker,
+# every click in every other tab would wait for a training run to end. The WebUI queues 64 at once (webui.py).
+QUEUE_WORKERS = 64
 
 
 def available_tabs() -> list[type[Tab]]:
@@ -48,3 +53,10 @@ def build_studio(host: UiHost) -> gr.Blocks:
         if standalone and (js := assets.loader_js()):
             studio.load(None, None, None, _js=js)
     return studio
+
+
+def launch_standalone(studio: gr.Blocks, server_name: str, server_port: int, **kwargs: Any) -> None:
+    """Serve the studio as `embed-studio ui` does: a queue wide enough for many tabs, no API page."""
+    studio.queue(concurrency_count=QUEUE_WORKERS).launch(
+        server_name=server_name, server_port=server_port, show_api=False, **kwargs
+    )

@@ -13,6 +13,7 @@ from embed_studio.booru.fetch import (
     CaptionOptions,
     ConnectionOptions,
     FetchOptions,
+    FetchSummary,
     caption_job,
     default_folder,
     fetch_job,
@@ -23,6 +24,7 @@ from embed_studio.booru.tagfilter import ALL_CATEGORIES, DEFAULT_CATEGORIES, Tag
 from embed_studio.errors import EmbedStudioError
 from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
+from embed_studio.tagger.caption import MERGE
 from embed_studio.ui.base import Tab
 from embed_studio.ui.jobs_ui import follow_job
 
@@ -160,7 +162,21 @@ class BooruTab(Tab):
         common = [*self._connection_inputs(), *self._tag_inputs()]
         fetch_inputs = [self.job_id, self.query, self.folder, self.limit, self.types, self.max_mb, self.size,
                         self.workers, self.write_captions, *common]  # fmt: skip
-        self.fetch_button.click(self._fetch, inputs=fetch_inputs, outputs=outputs)
+        fetched = self.fetch_button.click(self._fetch, inputs=fetch_inputs, outputs=outputs)
+        tagger = tabs.get("es-tagger")
+        if isinstance(getattr(tagger, "folder", None), gr.Textbox) and hasattr(tagger, "on_existing"):
+            # The next step is tagging what was fetched: the folder goes along, and with the booru's captions
+            # already written the tagger merges into them (its default, skip, would tag nothing).
+            # The later panels' empty folder boxes (Dataset, Train's dataset) take it too: no box was typed in,
+            # so their usual follow-the-tagger-on-blur never fires.
+            later = [
+                getattr(tabs.get(key), attr, None) for key, attr in (("es-dataset", "folder"), ("es-train", "dataset"))
+            ]
+            later = [box for box in later if isinstance(box, gr.Textbox)]
+            fetched.then(
+                self._hand_on, inputs=[self.job_id, tagger.folder, *later],
+                outputs=[tagger.folder, tagger.on_existing, *later], queue=False,
+            )  # fmt: skip
         self.caption_button.click(self._caption, inputs=[self.job_id, self.folder, *common], outputs=outputs)
         self.cancel_button.click(self._cancel, inputs=[self.job_id], outputs=[self.progress])
 
@@ -259,6 +275,22 @@ class BooruTab(Tab):
             return job.id, line, summary, gallery
 
         return render
+
+    def _hand_on(self, job_id: str | None, tagger_folder: str, *later: str) -> tuple[Any, ...]:
+        folder, action = self._hand_to_tagger(job_id, tagger_folder)
+        if not isinstance(folder, str):
+            return (folder, action, *(gr.update() for _ in later))
+        return (folder, action, *(gr.update() if (box or "").strip() else folder for box in later))
+
+    def _hand_to_tagger(self, job_id: str | None, tagger_folder: str) -> tuple[Any, Any]:
+        job = self.host.jobs.get(job_id) if job_id else None
+        summary = getattr(job, "result", None)
+        if not isinstance(summary, FetchSummary) or not summary.folder:
+            return gr.update(), gr.update()
+        current = (tagger_folder or "").strip()
+        if current and Path(current).expanduser() != Path(summary.folder):
+            return gr.update(), gr.update()  # the user is tagging another folder: leave it
+        return summary.folder, (MERGE if summary.captions or summary.captions_kept else gr.update())
 
     def _cancel(self, job_id):
         job = self.host.jobs.get(job_id) if job_id else None

@@ -23,6 +23,8 @@ class UiHost:
     on_job_started: Callable[[Job], None] | None = None
     # Where training gets its model (standalone: loads a path; WebUI: its loaded model). None: no Train tab.
     backend_provider: BackendProvider | None = None
+    # A JSON file for settings the user sets once (the standalone app's models folder); None: not remembered.
+    prefs_path: Path | None = None
     # Host-specific extras (the WebUI backend factory, the loaded model's name...).
     extras: dict[str, Any] = field(default_factory=dict)
     # The user's saved settings by short name ("booru_user_agent_name"); the WebUI reads its Settings page.

@@ -94,7 +94,7 @@ class CreatePanels:
 
     def set_callbacks(self, *, model_path: Any, dataset: Any, clip_skip: Any, kind: Any, target: Any) -> None:
         outputs_emb = [self.emb_status, kind, target]
-        self.emb_button.click(
+        self.emb_event = self.emb_button.click(
             self._create_embedding,
             inputs=[model_path, dataset, clip_skip, self.emb_name, self.emb_init, self.emb_vectors, self.emb_overwrite],
             outputs=outputs_emb,
@@ -104,7 +104,9 @@ class CreatePanels:
             self.hn_layer_norm, self.hn_dropout, self.hn_last_dropout, self.hn_dropout_structure,
             self.hn_activate_output, self.hn_overwrite,
         ]  # fmt: skip
-        self.hn_button.click(self._create_hypernetwork, inputs=hn_inputs, outputs=[self.hn_status, kind, target])
+        self.hn_event = self.hn_button.click(
+            self._create_hypernetwork, inputs=hn_inputs, outputs=[self.hn_status, kind, target]
+        )
 
     # -- handlers --------------------------------------------------------------------------
     def _new_path(self, kind: str, name: str, overwrite: bool) -> Path:

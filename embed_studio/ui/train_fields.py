@@ -31,7 +31,10 @@ SPECS: dict[str, dict[str, Any]] = {
     "cosine_cycle_mult": dict(label="Cosine: cycle length multiplier per restart"),
     "cosine_gamma": dict(label="Cosine: peak multiplier per restart"),
     "batch_size": dict(label="Batch size", info="The guide: 1 (with gradient accumulation 5)."),
-    "grad_accum": dict(label="Gradient accumulation", info="Batches per step; the guide uses 5."),
+    "grad_accum": dict(
+        label="Gradient accumulation",
+        info="Batches per step: batch 2 × 5 = 10 images a step. Default 5, the guide's (the WebUI's is 1).",
+    ),
     "max_steps": dict(
         label="Max steps",
         info="The guide: 5000, or try 7500. Interrupt any time; Train again on the same file to go on.",

@@ -98,6 +98,34 @@ def trainable_files(kind: str, provider: BackendProvider) -> list[str]:
     return sorted((p.relative_to(folder).as_posix() for p in found), key=str.lower)
 
 
+MODEL_SUFFIXES = (".safetensors", ".ckpt")
+
+
+def find_models(folder: str | None) -> list[str]:
+    """Checkpoints and diffusers folders (model_index.json) in a models folder and one level below, as paths."""
+    text = (folder or "").strip()
+    root = Path(text).expanduser()
+    if not text or not root.is_dir():
+        return []
+    found: list[str] = []
+
+    def scan(directory: Path, depth: int) -> None:
+        try:
+            children = sorted(directory.iterdir())
+        except OSError:
+            return  # an unreadable subfolder lists nothing
+        for child in children:
+            if child.is_file() and child.suffix.lower() in MODEL_SUFFIXES:
+                found.append(str(child))
+            elif child.is_dir() and (child / "model_index.json").is_file():
+                found.append(str(child))
+            elif child.is_dir() and depth:
+                scan(child, depth - 1)
+
+    scan(root, 1)
+    return sorted(found, key=str.lower)
+
+
 def model_for(provider: BackendProvider, model_path: str | None) -> str:
     """The model a run records: the typed path (standalone) or the host's loaded model's title."""
     if provider.needs_model_path:

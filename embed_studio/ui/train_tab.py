@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, resolve_target
+from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, folder_for, resolve_target
 from embed_studio.errors import EmbedStudioError
 from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
@@ -20,11 +21,14 @@ from embed_studio.train.prompts import DEFAULT_TEMPLATE, list_templates
 from embed_studio.ui import train_form as form
 from embed_studio.ui.base import Tab
 from embed_studio.ui.jobs_ui import follow_job
+from embed_studio.ui.prefs import Prefs
 from embed_studio.ui.train_create import CreatePanels
 from embed_studio.ui.train_fields import make_field
 
 NO_PROVIDER = "Training needs a model host: run it inside the WebUI, or standalone with `embed-studio ui`."
 IDLE = "Pick the file to train and the dataset, then press **Train**."
+TRAIN_SUBTAB = "train"
+PLOT_SECONDS = 3.0
 _UNSET = object()
 
 
@@ -52,6 +56,20 @@ class TrainTab(Tab):
         if provider is None:
             gr.Markdown(NO_PROVIDER, elem_id="es-train-no-provider")
             return
+        needs_path = provider.needs_model_path
+        with gr.Row(equal_height=False, visible=needs_path):
+            self.models_folder = gr.Textbox(
+                self._remembered_models_folder, label="Models folder", scale=3, visible=needs_path,
+                placeholder="/path/to/models", elem_id="es-train-models-folder",
+                info="Set it once (it is remembered): its checkpoints and diffusers folders are listed beside it.",
+            )  # fmt: skip
+            self.model_pick = gr.Dropdown(
+                form.find_models(self._remembered_models_folder()), label="Pick a model", scale=3,
+                visible=needs_path, elem_id="es-train-model-pick",
+            )  # fmt: skip
+            self.model_pick_refresh = gr.Button(
+                "🔄", scale=0, min_width=40, visible=needs_path, elem_id="es-train-model-pick-refresh"
+            )
         with gr.Row(equal_height=False):
             self.model_path = gr.Textbox(
                 label="Model", placeholder="/path/to/diffusers-folder or model.safetensors", scale=3,
@@ -68,15 +86,19 @@ class TrainTab(Tab):
                 label="Dataset folder", placeholder="/path/to/images (with .txt captions)", scale=3,
                 elem_id="es-train-dataset",
             )  # fmt: skip
-        with gr.Tabs(elem_id="es-train-tabs"):
+        with gr.Tabs(elem_id="es-train-tabs") as self.subtabs:
             with gr.Tab("Create embedding", elem_id="es-train-create-embedding-tab"):
                 self.create = CreatePanels(self.host)
                 self.create.embedding_ui()
             with gr.Tab("Create hypernetwork", elem_id="es-train-create-hypernetwork-tab"):
                 self.create.hypernetwork_ui()
-            with gr.Tab("Train", elem_id="es-train-train-tab"):
+            with gr.Tab("Train", id=TRAIN_SUBTAB, elem_id="es-train-train-tab"):
                 self._train_ui(provider)
         self.job_id = gr.State(None)
+        self.resume_ok = gr.State(False)
+        # On every page load: the settings of a run that is going (a reload during a run), as JSON; its change
+        # fills the form. A load event through a component's value also works inside the WebUI's page.
+        self.running_settings = gr.Textbox(self._running_settings_json, visible=False, elem_id="es-train-running")
 
     def _train_ui(self, provider: BackendProvider) -> None:
         fields: dict[str, Any] = {}
@@ -208,10 +230,16 @@ class TrainTab(Tab):
         self.train_button.click(self._train, inputs=train_inputs, outputs=live)
         self.attach_button.click(self._attach, inputs=[self.job_id], outputs=live)
         # Resume: the file's last run settings back into the form (e.g. after a reload), then Train as usual.
+        # A file that cannot be resumed is said in the status line, and nothing starts.
         self.resume_button.click(
             self._load_saved_run, inputs=[self.kind, self.target],
-            outputs=[self.model_path, self.dataset, self.vae, *fields.values()], queue=False,
-        ).success(self._train, inputs=train_inputs, outputs=live)  # fmt: skip
+            outputs=[self.resume_ok, self.status, self.model_path, self.dataset, self.vae, *fields.values()],
+            queue=False,
+        ).then(self._resume, inputs=[self.resume_ok, *train_inputs], outputs=live)  # fmt: skip
+        self.running_settings.change(
+            self._fill_running, inputs=[self.running_settings],
+            outputs=[self.model_path, self.dataset, self.kind, self.target, self.vae, *fields.values()], queue=False,
+        )  # fmt: skip
         # Quick handlers skip the queue, so they answer while a run's handler holds a queue worker.
         self.interrupt_button.click(self._interrupt, inputs=[self.job_id], outputs=[self.status], queue=False)
         self.kind.change(
@@ -232,6 +260,13 @@ class TrainTab(Tab):
         self.model_refresh.click(
             self._refresh_model, inputs=[self.vae], outputs=[self.model_info, self.vae], queue=False
         )
+        # Listed as it changes (also when a page load puts the remembered folder in), remembered once entered.
+        self.models_folder.change(
+            self._list_models, inputs=[self.models_folder], outputs=[self.model_pick], queue=False
+        )
+        for event in (self.models_folder.submit, self.models_folder.blur, self.model_pick_refresh.click):
+            event(self._models_folder_set, inputs=[self.models_folder], outputs=[self.model_pick], queue=False)
+        self.model_pick.input(lambda picked: picked or gr.update(), inputs=[self.model_pick], outputs=[self.model_path])
         self.create.set_callbacks(
             model_path=self.model_path, dataset=self.dataset, clip_skip=fields["clip_skip"], kind=self.kind,
             target=self.target,
@@ -243,6 +278,12 @@ class TrainTab(Tab):
         self.preset_load.click(
             self._load_preset, inputs=[self.preset], outputs=[*fields.values(), self.preset_info], queue=False
         )
+        # A new file is what one trains next: the Train sub-tab opens with it picked.
+        for event, status in (
+            (self.create.emb_event, self.create.emb_status),
+            (self.create.hn_event, self.create.hn_status),
+        ):
+            event.then(_open_train_if_created, inputs=[status], outputs=[self.subtabs], queue=False)
         self._follow_other_tabs(tabs)
 
     def _save_preset(self, name: str, *values: Any) -> tuple[Any, str]:
@@ -274,8 +315,38 @@ class TrainTab(Tab):
     def _idle_status(self) -> str:
         running = self.host.jobs.active("train")
         if running:
-            return f"A training run is going ({status_line(running[0].status())}). Press **Show running job** to follow it."
+            status = running[0].status()
+            return (
+                f"A training run is going: {describe_run(status)} ({status_line(status)}). Its settings are in the "
+                "form; press **Show running job** to follow it."
+            )
         return IDLE
+
+    def _remembered_models_folder(self) -> str:
+        return str(Prefs(self.host.prefs_path).get("models_folder", "") or "")
+
+    def _models_folder_set(self, folder: str):
+        folder = (folder or "").strip()
+        if not folder or Path(folder).expanduser().is_dir():
+            try:
+                Prefs(self.host.prefs_path).set("models_folder", folder)
+            except OSError:
+                pass  # not remembered this time; the list still works
+        return self._list_models(folder)
+
+    @staticmethod
+    def _list_models(folder: str):
+        folder = (folder or "").strip()
+        if folder and not Path(folder).expanduser().is_dir():
+            return gr.update(choices=[], label=f"Pick a model (no folder {folder})")
+        models = form.find_models(folder)
+        if not folder:
+            label = "Pick a model"
+        elif models:
+            label = f"Pick a model ({len(models)} in {folder})"
+        else:
+            label = f"Pick a model (no checkpoints or diffusers folders in {folder})"
+        return gr.update(choices=models, label=label)
 
     def _kind_changed(self, kind: str, target: str, lr: str):
         choices = form.trainable_files(kind, self.provider)
@@ -307,13 +378,43 @@ class TrainTab(Tab):
         return self.provider.describe(), gr.update(choices=vaes, value=vae if vae in vaes else vaes[0])
 
     def _load_saved_run(self, kind: str, target: str) -> list[Any]:
+        """[resumable, status line, model, dataset, VAE, *fields]: the saved run's settings, or why there are none."""
         try:
             config = form.saved_run(kind, resolve_target(kind, target, self.provider), self.provider)
         except EmbedStudioError as e:
-            raise gr.Error(str(e)) from e
+            return [False, f"**Cannot resume:** {e}", *(gr.update() for _ in range(3 + len(self.fields)))]
         vae = config.vae if config.vae in self.provider.vae_choices() else CHECKPOINT_VAE
         model = config.model if self.provider.needs_model_path else gr.update()
-        return [model, config.dataset, vae, *(getattr(config, name) for name in self.fields)]
+        line = f"Resuming {Path(config.target).name} with its last run's settings…"
+        return [True, line, model, config.dataset, vae, *(getattr(config, name) for name in self.fields)]
+
+    def _resume(self, ok: bool, *train_args: Any) -> Iterator[tuple]:
+        if not ok:
+            yield tuple(gr.update() for _ in range(6))
+            return
+        yield from self._train(*train_args)
+
+    def _running_settings_json(self) -> str:
+        """The settings of the training run that is going (to put back into a reloaded page), or ""."""
+        import json
+
+        running = self.host.jobs.active("train")
+        settings = running[0].status().stats.get("settings") if running else None
+        return json.dumps(settings, sort_keys=True) if settings else ""
+
+    def _fill_running(self, settings_json: str) -> list[Any]:
+        import json
+
+        outputs = 5 + len(self.fields)
+        if not settings_json:
+            return [gr.update() for _ in range(outputs)]
+        settings = json.loads(settings_json)
+        vae = settings.get("vae") or CHECKPOINT_VAE
+        model = settings.get("model", "") if self.provider.needs_model_path else gr.update()
+        kind = settings.get("kind", "embedding")
+        target = _display_target(kind, settings.get("target", ""), self.provider)
+        values = [settings.get(name, form.default(name)) for name in self.fields]
+        return [model, settings.get("dataset", ""), kind, target, vae, *values]
 
     def _interrupt(self, job_id: str | None) -> str:
         job = self._find_job(job_id)
@@ -335,7 +436,8 @@ class TrainTab(Tab):
         running = self._find_job(job_id)
         if running is not None and running.status().active:
             yield (
-                running.id, "A training run is going: Interrupt it or wait for it to end (Show running job follows it).",
+                running.id, f"**Not started:** {describe_run(running.status())} is going. Interrupt it or wait for "
+                "it to end (**Show running job** follows it).",
                 *_unchanged(),
             )  # fmt: skip
             return
@@ -360,11 +462,12 @@ class TrainTab(Tab):
 
     def _render(self, job: Job):
         """A render function for follow_job that sends the gallery and the plot only when they change."""
-        sent: dict[str, Any] = {"images": _UNSET, "plot": _UNSET}
+        sent: dict[str, Any] = {"images": _UNSET, "plot": _UNSET, "plotted_at": None}
 
         def render(status: JobStatus) -> tuple:
             if status.active:
                 line = status_line(status)
+                line += _prompts(status.stats)
                 notes = status.stats.get("notes") or []
                 if notes:
                     line += "\n\n" + "\n".join(_note(n) for n in notes)
@@ -388,7 +491,8 @@ class TrainTab(Tab):
 
     @staticmethod
     def _plot(status: JobStatus, sent: dict[str, Any]) -> Any:
-        """The loss plot, redrawn when the loss log changed on disk (it is written at previews, copies and the end)."""
+        """The loss plot, redrawn when the loss log changed on disk (every few steps, at previews and at the end),
+        at most every PLOT_SECONDS while the run goes on: drawing it is not free for the server."""
         from embed_studio.train.lossplot import loss_log_path, render_loss_plot
 
         log_dir = status.stats.get("log_dir")
@@ -402,13 +506,50 @@ class TrainTab(Tab):
             key = None
         if key == sent["plot"]:
             return gr.update()
-        sent["plot"] = key
+        now = time.monotonic()
+        if status.active and sent["plotted_at"] is not None and now - sent["plotted_at"] < PLOT_SECONDS:
+            return gr.update()  # not marked as sent: the next poll after the pause draws it
+        sent["plot"], sent["plotted_at"] = key, now
         if key is None:
             return None
         try:
-            return render_loss_plot(path, title=Path(status.stats.get("target", "")).stem)
+            return render_loss_plot(path, title=Path(status.stats.get("target", "")).stem, transparent=True)
         except ImportError:
             return gr.update()  # no matplotlib: the run is unaffected, only the plot is missing
+
+
+def _open_train_if_created(create_status: str) -> Any:
+    return gr.Tabs.update(selected=TRAIN_SUBTAB) if (create_status or "").startswith("Created") else gr.update()
+
+
+def describe_run(status: JobStatus) -> str:
+    """A running job by name, e.g. 'training run train-3 (mychar.pt)'."""
+    target = status.stats.get("target")
+    return f"training run {status.id}" + (f" ({Path(target).name})" if target else "")
+
+
+def _display_target(kind: str, target: str, provider: BackendProvider) -> str:
+    """The file as the form lists it: its name in the kind's folder, else its path."""
+    try:
+        return Path(target).relative_to(folder_for(kind, provider)).as_posix()
+    except ValueError:
+        return target
+
+
+def _prompts(stats: dict[str, Any]) -> str:
+    """The WebUI's "Last prompt", and the prompt the latest previews were drawn with."""
+    lines = []
+    if stats.get("prompt"):
+        lines.append(f"Last prompt: {_literal(stats['prompt'])}")
+    if stats.get("preview_prompt"):
+        lines.append(f"Preview at step {stats.get('preview_step')}: {_literal(stats['preview_prompt'])}")
+    return "".join(f"\n\n{line}" for line in lines)
+
+
+def _literal(text: str) -> str:
+    """A prompt as it is, in a code span: its brackets, backslashes and underscores are not Markdown."""
+    quoted = html.escape(text.replace("`", "'"))
+    return f"`{quoted}`"
 
 
 def _note(message: str) -> str:

@@ -48,3 +48,31 @@ def train_dataset(tmp_path) -> Path:
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
         (folder / f"img{i}.txt").write_text(caption, encoding="utf-8")
     return folder
+
+
+@pytest.fixture
+def serve_standalone():
+    """Serve a studio exactly as `embed-studio ui` does (its queue, its launch options) and return its URL."""
+    import socket
+    import threading
+
+    from embed_studio.ui.app import launch_standalone
+
+    launched = []
+
+    def _serve(blocks) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        launch_standalone(blocks, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+        launched.append(blocks)
+        return f"http://127.0.0.1:{port}/"
+
+    yield _serve
+    for blocks in launched:  # as serve_blocks: never wait on a browser's open connection
+        server = getattr(blocks, "server", None)
+        if server is not None:
+            server.force_exit = True
+        closer = threading.Thread(target=blocks.close, daemon=True)
+        closer.start()
+        closer.join(10)
