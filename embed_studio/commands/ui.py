@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embed_studio.backends.provider import StandaloneProvider
-    from embed_studio.ui.app import build_studio
+    from embed_studio.ui.app import build_studio, serve
     from embed_studio.ui.host import UiHost
 
     home = default_home()
@@ -35,6 +35,5 @@ def run(args: argparse.Namespace) -> int:
         output_dir=output_dir,
         backend_provider=StandaloneProvider(output_dir),
     )
-    studio = build_studio(host)
-    studio.queue().launch(server_name=args.host, server_port=args.port, show_api=False)
+    serve(build_studio(host), args.host, args.port)
     return 0
