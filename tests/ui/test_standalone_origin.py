@@ -133,3 +133,28 @@ def test_files_under_the_start_folder_are_not_served(app, how):
     r = requests.get(f"{app.url}/file={path}", timeout=30)
     assert r.status_code in (403, 404)
     assert "private notes" not in r.text
+
+
+@pytest.mark.browser
+def test_the_page_works_in_a_browser_and_shows_images(app, browser_page, tmp_path):
+    # Same-origin use is untouched: the queue's websocket runs a handler and the gallery's images, copies in
+    # gradio's temp folder, load through /file=.
+    from PIL import Image
+
+    from embed_studio.ui.dataset_tab import DatasetTab
+
+    for i, color in enumerate(("red", "blue")):
+        Image.new("RGB", (48, 32), color).save(tmp_path / f"img{i}.png")
+        (tmp_path / f"img{i}.txt").write_text("1girl, solo", encoding="utf-8")
+    page = browser_page
+    page.goto(app.url)
+    page.locator("#es-tabs > .tab-nav button", has_text=DatasetTab.title).first.click()
+    page.locator("#es-dataset-folder textarea").fill(str(tmp_path))
+    page.locator("#es-dataset-open").click()
+    page.locator("#es-dataset-status").first.get_by_text("2 images").wait_for()
+    page.wait_for_function(
+        "() => { const imgs = [...document.querySelectorAll('#es-dataset-gallery img')];"
+        " return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth === 48); }"
+    )
+    sources = page.locator("#es-dataset-gallery img").evaluate_all("imgs => imgs.map(i => i.src)")
+    assert all("/file=" in src for src in sources), sources
