@@ -3,6 +3,7 @@ written outside the WebUI's folders (issue 11)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import numpy as np
@@ -10,7 +11,17 @@ import pytest
 import requests
 from PIL import Image
 
-pytestmark = pytest.mark.webui
+pytestmark = [pytest.mark.webui, pytest.mark.usefixtures("routes_ready")]
+
+
+@pytest.fixture(scope="module")
+def routes_ready(webui):
+    # The WebUI answers /sdapi/ (what conftest waits for) a moment before extensions' on_app_started adds their
+    # routes; a 404 here would be that race, not the behaviour under test.
+    deadline = time.monotonic() + 120
+    while requests.get(f"{webui.url}/embed-studio/v1/version", timeout=30).status_code == 404:
+        assert time.monotonic() < deadline, "the extension's routes never appeared"
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
