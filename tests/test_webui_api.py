@@ -245,3 +245,21 @@ def test_create_stays_in_its_folder_whatever_the_name(studio):
     created = _finished(studio.client, r.json())
     assert Path(created["result"]).parent == studio.provider.embeddings_dir
     assert sorted(p.name for p in studio.root.iterdir()) == ["dataset", "webui"]
+
+
+def test_a_folder_the_user_allowed_may_hold_the_file_and_the_logs(studio):
+    from embed_studio.formats.embedding import load_embedding, save_embedding
+    from embed_studio.train.create import create_embedding
+
+    allowed = studio.root / "allowed"
+    allowed.mkdir()
+    target = allowed / "elsewhere.pt"
+    save_embedding(create_embedding(studio.provider.backend, "elsewhere", "*", 1), target)
+    body = _train_body(studio, target=str(target), log_dir=str(allowed / "logs"))
+    assert studio.client.post(f"{PREFIX}/train", json=body).status_code == 400  # not allowed yet
+    studio.provider.extra_folders = (allowed,)  # what the WebUI's setting gives its provider
+    r = studio.client.post(f"{PREFIX}/train", json=body)
+    assert r.status_code == 200, r.text
+    assert _finished(studio.client, r.json())["state"] == "done"
+    assert load_embedding(target).step == 2
+    assert (allowed / "logs" / "loss.csv").is_file()

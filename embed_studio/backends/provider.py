@@ -53,7 +53,16 @@ def folder_for(kind: str, provider: BackendProvider) -> Path:
 
 def allowed_folders(kind: str, provider: BackendProvider) -> list[Path]:
     """Where a file of `kind` named by a client may be: the kind's folder and the folders the user allowed."""
-    return [folder_for(kind, provider), *(Path(p) for p in getattr(provider, "extra_folders", ()) or ())]
+    return [folder_for(kind, provider), *_extra_folders(provider)]
+
+
+def parse_folders(text: str) -> tuple[Path, ...]:
+    """A comma-separated list of folders (a setting) as paths; empty items are skipped."""
+    return tuple(Path(item.strip()).expanduser() for item in str(text or "").split(",") if item.strip())
+
+
+def _extra_folders(provider: BackendProvider) -> list[Path]:
+    return [Path(p) for p in getattr(provider, "extra_folders", ()) or ()]
 
 
 def resolve_target(kind: str, value: str | None, provider: BackendProvider) -> Path:
@@ -67,7 +76,9 @@ def resolve_target(kind: str, value: str | None, provider: BackendProvider) -> P
     if not text:
         what = "an embedding" if kind == "embedding" else "a hypernetwork"
         raise UserInputError(f"Pick the file to train: {what} from the list, or create one first.")
-    path = _confined(text, folder_for(kind, provider), allowed_folders(kind, provider), f"The {kind} file")
+    path = _confined(
+        text, folder_for(kind, provider), allowed_folders(kind, provider), f"The {kind} file", _settings_hint(provider)
+    )
     if path.suffix.lower() not in (".pt", ".safetensors"):
         path = path.with_name(path.name + ".pt")
     return path
@@ -78,9 +89,7 @@ def resolve_log_dir(value: str | None, name: str, provider: BackendProvider) -> 
     default <log folder>/<name>, confined like the file to train, and a folder that can be made."""
     text = (value or "").strip().strip('"') or name
     base = Path(provider.log_dir)
-    path = _confined(
-        text, base, [base, *(Path(p) for p in getattr(provider, "extra_folders", ()) or ())], "The log folder"
-    )
+    path = _confined(text, base, [base, *_extra_folders(provider)], "The log folder", _settings_hint(provider))
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -91,7 +100,11 @@ def resolve_log_dir(value: str | None, name: str, provider: BackendProvider) -> 
     return path
 
 
-def _confined(text: str, base: Path, allowed: list[Path], label: str) -> Path:
+def _settings_hint(provider: BackendProvider) -> str:
+    return ", or allow its folder in Settings → Embed Studio" if getattr(provider, "name", "") == "webui" else ""
+
+
+def _confined(text: str, base: Path, allowed: list[Path], label: str, hint: str = "") -> Path:
     """`text` (relative to `base`, or absolute) as a path inside one of `allowed`, or UserInputError.
 
     Checked on the path as written, not through symbolic links: a link inside an allowed folder was put there by
@@ -108,7 +121,7 @@ def _confined(text: str, base: Path, allowed: list[Path], label: str) -> Path:
         if absolute != folder and absolute.is_relative_to(folder):
             return absolute if path.is_absolute() else base / path
     where = ", ".join(str(f) for f in allowed)
-    raise UserInputError(f"{label} {text!r} is outside {where}: name it inside {base}.")
+    raise UserInputError(f"{label} {text!r} is outside {where}: name it inside {base}{hint}.")
 
 
 class StandaloneProvider:

@@ -95,3 +95,38 @@ def test_train_never_writes_outside_the_webui(webui, tag, dataset, tmp_path):
             assert sorted(p.name for p in webui.dir.parent.glob(f"{tag}*")) == [outside.name]
     finally:
         outside.unlink(missing_ok=True)
+
+
+def test_a_folder_allowed_in_settings_may_hold_the_file(webui, tag, dataset, tmp_path):
+    r = _post(webui, "create", {"kind": "embedding", "name": f"{tag}-moved"})
+    assert r.status_code == 200, r.text
+    _wait(webui, r.json())
+    made = webui.dir / "embeddings" / f"{tag}-moved.pt"
+    target = tmp_path / made.name
+    made.replace(target)
+    body = {
+        "kind": "embedding", "target": str(target), "dataset": str(dataset), "max_steps": 1, "width": 64,
+        "height": 64, "bucket_step": 32, "grad_accum": 1, "save_every": 0, "preview_every": 0,
+        "log_dir": str(tmp_path / "logs"),
+    }  # fmt: skip
+    assert _post(webui, "train", body).status_code == 400
+    options = f"{webui.url}/sdapi/v1/options"
+    assert requests.post(options, json={"embed_studio_allowed_folders": str(tmp_path)}, timeout=60).ok
+    try:
+        r = _post(webui, "train", body)
+        assert r.status_code == 200, r.text
+        assert _wait(webui, r.json())["state"] == "done"
+        assert (tmp_path / "logs" / "loss.csv").is_file()
+    finally:
+        requests.post(options, json={"embed_studio_allowed_folders": ""}, timeout=60)
+
+
+def _wait(webui, job: dict) -> dict:
+    deadline = time.monotonic() + 300  # a safety net against a hung job, not a timing assertion
+    while True:
+        status = requests.get(f"{webui.url}/embed-studio/v1/jobs/{job['id']}", timeout=30).json()
+        if not status["active"]:
+            assert status["state"] == "done", status
+            return status
+        assert time.monotonic() < deadline, f"job {job['id']} still running: {status}"
+        time.sleep(0.5)
