@@ -137,7 +137,7 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise UserInputError(f"{label} must be a whole number of at least {minimum} (got {value!r}).")
 
-        choice("Kind", self.kind, KINDS)
+        require_kind(self.kind)
         choice("Latent sampling", self.latent_sampling, LATENT_SAMPLING)
         choice("Gradient clipping", self.clip_grad_mode, CLIP_GRAD_MODES)
         choice("LR scheduler", self.lr_scheduler, LR_SCHEDULERS)
@@ -221,6 +221,13 @@ class TrainConfig:
         except (OSError, ValueError) as e:
             raise UserInputError(f"Cannot read training settings {path}: {e}.") from e
         return cls.from_dict(data)
+
+
+def require_kind(kind: str) -> str:
+    """`kind` if it is one this project trains and creates; UserInputError otherwise."""
+    if kind not in KINDS:
+        raise UserInputError(f"Kind {kind!r} is not one of: {', '.join(KINDS)}.")
+    return kind
 
 
 def check_type(name: str, value: Any, hint: Any, what: str = "Setting") -> Any:

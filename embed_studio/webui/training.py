@@ -32,7 +32,7 @@ def training_config(config: Any, provider: Any) -> tuple[Any, str]:
     """
     from embed_studio.dataset.folder import list_images, require_folder
     from embed_studio.errors import DatasetError
-    from embed_studio.train.config import KINDS, TrainConfig
+    from embed_studio.train.config import TrainConfig, require_kind
     from embed_studio.train.prompts import load_template_lines
     from embed_studio.ui.train_form import model_for
 
@@ -44,15 +44,15 @@ def training_config(config: Any, provider: Any) -> tuple[Any, str]:
     if provider.templates_dir is not None:
         data.setdefault("templates_dir", str(provider.templates_dir))
     fields = TrainConfig.checked_fields(data)
-    kind = fields["kind"]
-    if kind not in KINDS:
-        raise UserInputError(f"Kind {kind!r} is not one of: {', '.join(KINDS)}.")
+    kind = require_kind(fields["kind"])
     target = resolve_target(kind, fields["target"], provider)
     if not target.is_file():
         raise UserInputError(
             f"{target} does not exist. Create it first (/embed-studio/v1/create), or name an existing file."
         )
-    dataset = require_folder(fields["dataset"].strip() or "(empty)")
+    if not fields["dataset"].strip():
+        raise UserInputError("No dataset folder given: name a folder of images with .txt captions.")
+    dataset = require_folder(fields["dataset"].strip())
     if not list_images(dataset):
         raise DatasetError(f"{dataset} has no images. Put .png/.jpg/.webp images (with .txt captions) in it.")
     fields.update(target=str(target), dataset=str(dataset), model=fields["model"] or model_for(provider, None))
@@ -70,15 +70,13 @@ def create_options(request: Any) -> dict[str, Any]:
     import inspect
     import typing
 
-    from embed_studio.train.config import KINDS, check_type
+    from embed_studio.train.config import check_type, require_kind
     from embed_studio.train.create import create_hypernetwork
 
     if not isinstance(request, dict):
         raise UserInputError("The body must be a JSON object: kind, name and the create options.")
     options = dict(request)
-    kind = check_type("kind", options.pop("kind", "embedding"), str)
-    if kind not in KINDS:
-        raise UserInputError(f"Kind {kind!r} is not one of: {', '.join(KINDS)}.")
+    kind = require_kind(check_type("kind", options.pop("kind", "embedding"), str))
     hints = typing.get_type_hints(start_create_job)
     allowed = {"name": hints["name"], "overwrite": hints["overwrite"]}
     if kind == "embedding":
@@ -90,7 +88,7 @@ def create_options(request: Any) -> dict[str, Any]:
         allowed.update({p.name: hn_hints[p.name] for p in params if p.kind is p.KEYWORD_ONLY and p.name != "backend"})
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise UserInputError(f"Unknown option(s) for {kind} {', '.join(unknown)}; it takes: {', '.join(allowed)}.")
+        raise UserInputError(f"Unknown option(s) for a {kind}: {', '.join(unknown)}. It takes: {', '.join(allowed)}.")
     checked = {key: check_type(key, value, allowed[key], "Option") for key, value in options.items()}
     return {"kind": kind, "name": checked.pop("name", ""), **checked}
 
@@ -138,11 +136,10 @@ def start_create_job(
 
     The job's result is the new file's path.
     """
-    from embed_studio.train.config import KINDS
+    from embed_studio.train.config import require_kind
     from embed_studio.train.create import clean_name, create_embedding, create_hypernetwork
 
-    if kind not in KINDS:
-        raise UserInputError(f"Kind {kind!r} is not one of: {', '.join(KINDS)}.")
+    require_kind(kind)
     provider = provider or get_provider()
     name = clean_name(name)
     path = resolve_target(kind, name, provider)
