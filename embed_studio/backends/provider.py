@@ -8,6 +8,7 @@ only see this protocol.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -27,6 +28,8 @@ class BackendProvider(Protocol):
     hypernetworks_dir: Path
     templates_dir: Path | None  # extra prompt templates (the WebUI's textual_inversion_templates)
     log_dir: Path  # default parent of run folders (copies, previews, loss log)
+    # Optional: more folders the user allowed files and logs in (the WebUI's Settings); read with getattr.
+    # extra_folders: tuple[Path, ...]
 
     def describe(self) -> str:
         """One line for the form: the model training will use, its hash, the VAE and the CLIP skip."""
@@ -48,19 +51,77 @@ def folder_for(kind: str, provider: BackendProvider) -> Path:
     return Path(provider.hypernetworks_dir if kind == "hypernetwork" else provider.embeddings_dir)
 
 
+def allowed_folders(kind: str, provider: BackendProvider) -> list[Path]:
+    """Where a file of `kind` named by a client may be: the kind's folder and the folders the user allowed."""
+    return [folder_for(kind, provider), *_extra_folders(provider)]
+
+
+def parse_folders(text: str) -> tuple[Path, ...]:
+    """A comma-separated list of folders (a setting) as paths; empty items are skipped."""
+    return tuple(Path(item.strip()).expanduser() for item in str(text or "").split(",") if item.strip())
+
+
+def _extra_folders(provider: BackendProvider) -> list[Path]:
+    return [Path(p) for p in getattr(provider, "extra_folders", ()) or ()]
+
+
 def resolve_target(kind: str, value: str | None, provider: BackendProvider) -> Path:
     """The file to train: a name relative to the kind's folder ('.pt' optional; the WebUI's folders nest), or a
-    typed absolute path."""
+    typed absolute path inside that folder or one the user allowed.
+
+    A client (the form, the API) names it, and training rewrites it and writes a .optim beside it, so it is
+    confined here: no '..', nothing outside those folders.
+    """
     text = (value or "").strip().strip('"')
     if not text:
         what = "an embedding" if kind == "embedding" else "a hypernetwork"
         raise UserInputError(f"Pick the file to train: {what} from the list, or create one first.")
-    path = Path(text).expanduser()
-    if not path.is_absolute():
-        path = folder_for(kind, provider) / path
+    path = _confined(
+        text, folder_for(kind, provider), allowed_folders(kind, provider), f"The {kind} file", _settings_hint(provider)
+    )
     if path.suffix.lower() not in (".pt", ".safetensors"):
         path = path.with_name(path.name + ".pt")
     return path
+
+
+def resolve_log_dir(value: str | None, name: str, provider: BackendProvider) -> Path:
+    """A run's log folder (copies, previews, loss log, its config): relative to the provider's log folder,
+    default <log folder>/<name>, confined like the file to train, and a folder that can be made."""
+    text = (value or "").strip().strip('"') or name
+    base = Path(provider.log_dir)
+    path = _confined(text, base, [base, *_extra_folders(provider)], "The log folder", _settings_hint(provider))
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserInputError(f"The log folder {path} cannot be made: {existing} is a file. Pick another log folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserInputError(f"The log folder {path} cannot be written ({existing} is read-only). Pick another.")
+    return path
+
+
+def _settings_hint(provider: BackendProvider) -> str:
+    return ", or allow its folder in Settings → Embed Studio" if getattr(provider, "name", "") == "webui" else ""
+
+
+def _confined(text: str, base: Path, allowed: list[Path], label: str, hint: str = "") -> Path:
+    """`text` (relative to `base`, or absolute) as a path inside one of `allowed`, or UserInputError.
+
+    Checked on the path as written, not through symbolic links: a link inside an allowed folder was put there by
+    the user, while '..' and absolute paths are what a client would use to get out.
+    """
+    path = Path(text).expanduser()
+    if "\0" in text:
+        raise UserInputError(f"{label} {text!r} is not a valid name.")
+    if ".." in path.parts:
+        raise UserInputError(f"{label} {text!r} may not contain '..'; name it inside {base}.")
+    absolute = Path(os.path.abspath(base / path))
+    for folder in allowed:
+        folder = Path(os.path.abspath(folder))
+        if absolute != folder and absolute.is_relative_to(folder):
+            return absolute if path.is_absolute() else base / path
+    where = ", ".join(str(f) for f in allowed)
+    raise UserInputError(f"{label} {text!r} is outside {where}: name it inside {base}{hint}.")
 
 
 class StandaloneProvider:

@@ -504,6 +504,14 @@ class WebUIProvider:
         self._busy = threading.Lock()
         self._lock_owner: int | None = None
 
+    @property
+    def extra_folders(self) -> tuple[Path, ...]:
+        """The folders allowed in Settings, read at each use so a change applies without a restart."""
+        from embed_studio.backends.provider import parse_folders
+        from embed_studio.webui.settings import ALLOWED_FOLDERS_KEY
+
+        return parse_folders(shared.opts.data.get(ALLOWED_FOLDERS_KEY, ""))
+
     def model_title(self) -> str:
         info = getattr(shared.sd_model, "sd_checkpoint_info", None)
         return info.title if info is not None else ""

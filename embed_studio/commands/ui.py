@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from embed_studio.backends.provider import StandaloneProvider
-    from embed_studio.ui.app import build_studio, launch_standalone
+    from embed_studio.ui.app import build_studio, serve
     from embed_studio.ui.host import UiHost
 
     home = default_home()
@@ -36,6 +36,5 @@ def run(args: argparse.Namespace) -> int:
         backend_provider=StandaloneProvider(output_dir),
         prefs_path=home / "ui-settings.json",
     )
-    studio = build_studio(host)
-    launch_standalone(studio, args.host, args.port)
+    serve(build_studio(host), args.host, args.port)
     return 0

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import json
+import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,7 +164,7 @@ class TrainConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise UserInputError(f"{label} must be a whole number of at least {minimum} (got {value!r}).")
 
-        choice("Kind", self.kind, KINDS)
+        require_kind(self.kind)
         choice("Latent sampling", self.latent_sampling, LATENT_SAMPLING)
         choice("Gradient clipping", self.clip_grad_mode, CLIP_GRAD_MODES)
         choice("LR scheduler", self.lr_scheduler, LR_SCHEDULERS)
@@ -260,12 +264,29 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+    def checked_fields(cls, data: Any) -> dict[str, Any]:
+        """`data` (an API body, a JSON file) with every value checked against its field's type, numbers as the
+        field's type; UserInputError names the first unknown, missing or mistyped field."""
+        if not isinstance(data, dict):
+            raise UserInputError(f"Training settings must be a JSON object of setting: value (got {_json_type(data)}).")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
         if unknown:
             raise UserInputError(f"Unknown training setting(s): {', '.join(unknown)}.")
-        return cls(**data)
+        required = [
+            name
+            for name, f in fields.items()
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise UserInputError(f"Missing training setting(s): {', '.join(missing)}.")
+        hints = typing.get_type_hints(cls)
+        return {name: check_type(name, value, hints[name], "Training setting") for name, value in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return cls(**cls.checked_fields(data))
 
     def save_json(self, path: str | os.PathLike) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -277,3 +298,82 @@ class TrainConfig:
         except (OSError, ValueError) as e:
             raise UserInputError(f"Cannot read training settings {path}: {e}.") from e
         return cls.from_dict(data)
+
+
+def require_kind(kind: str) -> str:
+    """`kind` if it is one this project trains and creates; UserInputError otherwise."""
+    if kind not in KINDS:
+        raise UserInputError(f"Kind {kind!r} is not one of: {', '.join(KINDS)}.")
+    return kind
+
+
+def check_type(name: str, value: Any, hint: Any, what: str = "Setting") -> Any:
+    """`value` checked against a type hint (bool, int, float, str, dict, lists and unions of them), as that type.
+
+    JSON has no int/float distinction a client can be relied on for: 512.0 is a whole number, 5 a float. Nothing
+    else is converted: "no" is not false, "512" not a number. UserInputError names the setting.
+    """
+    ok, converted = _convert(value, hint)
+    if not ok:
+        raise UserInputError(f"{what} {name!r} must be {_describe(hint)} (got {_shown(value)}).")
+    return converted
+
+
+def _convert(value: Any, hint: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True, value
+    if hint is None or hint is type(None):
+        return value is None, value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(hint):
+            ok, converted = _convert(value, option)
+            if ok:
+                return True, converted
+        return False, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        if isinstance(value, float) and math.isfinite(value) and value == int(value):
+            return True, int(value)
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return True, float(value)
+        return False, value
+    if hint is str:
+        return isinstance(value, str), value
+    if hint is dict or origin is dict:
+        return isinstance(value, dict), value
+    if origin in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis] or [Any]
+        items = [_convert(item, args[0]) for item in value]
+        if not all(ok for ok, _ in items):
+            return False, value
+        return True, (tuple if origin is tuple else list)(converted for _, converted in items)
+    raise TypeError(f"check_type does not know the type {hint!r}")  # a programming error, not the user's
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(hint))
+    if origin in (list, tuple, collections.abc.Sequence):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis] or [Any]
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text", dict: "an object"}
+    if hint is None or hint is type(None):
+        return "null"
+    return names.get(hint) or names.get(origin) or "any value"
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list", dict: "an object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool, list, dict, type(None))) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -6,8 +6,10 @@ like the WebUI's /sdapi/ routes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+from collections.abc import Iterator
 from secrets import compare_digest
 from typing import Any
 
@@ -46,7 +48,8 @@ def _auth_dependency(api_auth: str | None):
     return [Depends(check)]
 
 
-def add_routes(app: FastAPI, jobs: JobRegistry, api_auth: str | None) -> None:
+def add_routes(app: FastAPI, jobs: JobRegistry, api_auth: str | None, provider: Any = None) -> None:
+    """The routes; `provider` is where /create and /train get the model (None: the WebUI's, made when first used)."""
     deps = _auth_dependency(api_auth)
 
     def get_job(job_id: str):
@@ -74,24 +77,28 @@ def add_routes(app: FastAPI, jobs: JobRegistry, api_auth: str | None) -> None:
         return job_dict(job)
 
     # Training on the WebUI's loaded model (embed_studio.webui.training); the body is TrainConfig's fields
-    # plus an optional "vae", or for /create: kind, name and the create options.
+    # plus an optional "vae", or for /create: kind, name and the create options. Bodies are taken as any JSON
+    # and checked there, so a wrong type is a 400 naming the field (FastAPI's own 422 names no setting).
     @app.post(f"{PREFIX}/train", dependencies=deps)
-    def train(config: dict = Body(...)):
-        from embed_studio.errors import EmbedStudioError
+    def train(config: Any = Body(...)):
         from embed_studio.webui.training import start_training_job
 
-        try:
-            return job_dict(start_training_job(config))
-        except EmbedStudioError as e:
-            raise HTTPException(status_code=400, detail=str(e)) from e
+        with _bad_request():
+            return job_dict(start_training_job(config, provider))
 
     @app.post(f"{PREFIX}/create", dependencies=deps)
-    def create(request: dict = Body(...)):
-        from embed_studio.errors import EmbedStudioError
-        from embed_studio.webui.training import start_create_job
+    def create(request: Any = Body(...)):
+        from embed_studio.webui.training import create_options, start_create_job
 
-        options = dict(request)
-        try:
-            return job_dict(start_create_job(options.pop("kind", "embedding"), options.pop("name", ""), **options))
-        except (EmbedStudioError, TypeError) as e:
-            raise HTTPException(status_code=400, detail=str(e)) from e
+        with _bad_request():
+            return job_dict(start_create_job(**create_options(request), provider=provider))
+
+
+@contextlib.contextmanager
+def _bad_request() -> Iterator[None]:
+    from embed_studio.errors import EmbedStudioError
+
+    try:
+        yield
+    except EmbedStudioError as e:
+        raise HTTPException(status_code=400, detail=str(e)) from e

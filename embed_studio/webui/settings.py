@@ -15,10 +15,18 @@ def read(name: str) -> Any:
     return getattr(shared.opts, PREFIX + name, None)
 
 
+ALLOWED_FOLDERS_KEY = "embed_studio_allowed_folders"
+
+
 def on_ui_settings() -> None:
     options = {
         "embed_studio_booru_user_agent_name": shared.OptionInfo(
             "", "Your booru user name, sent in the User-Agent e621 requires when the Booru panel's name is empty"
+        ),
+        ALLOWED_FOLDERS_KEY: shared.OptionInfo(
+            "",
+            "More folders whose files Train and the API may train, and where they may write run logs (comma-separated "
+            "paths; the embeddings, hypernetworks and textual_inversion folders always are)",
         ),
     }
     for key, info in options.items():

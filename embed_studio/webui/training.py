@@ -4,46 +4,101 @@ from __future__ import annotations
 
 from typing import Any
 
-from embed_studio.backends.provider import CHECKPOINT_VAE, resolve_target
+from embed_studio.backends.provider import CHECKPOINT_VAE, resolve_log_dir, resolve_target
 from embed_studio.errors import UserInputError
 from embed_studio.jobs import Job, registry
-from embed_studio.webui import progress
 from embed_studio.webui.provider import get_provider
 
 
-def training_config(config: dict[str, Any], provider: Any) -> tuple[Any, str]:
-    """A validated TrainConfig for the WebUI (its model, folders and CLIP skip as defaults) and the VAE choice."""
-    from embed_studio.train.config import TrainConfig
+def training_config(config: Any, provider: Any) -> tuple[Any, str]:
+    """A validated TrainConfig for the WebUI (its model, folders and CLIP skip as defaults) and the VAE choice.
 
+    `config` comes from a client: every field is type-checked, the file to train and the log folder are confined to
+    the provider's folders, and the dataset, the file and the template must exist, all before a job starts.
+    """
+    from embed_studio.dataset.folder import list_images, require_folder
+    from embed_studio.errors import DatasetError
+    from embed_studio.train.config import TrainConfig, require_kind
+    from embed_studio.train.prompts import load_template_lines
+    from embed_studio.ui.train_form import model_for
+
+    if not isinstance(config, dict):
+        raise UserInputError("The body must be a JSON object of training settings (TrainConfig's fields).")
     data = dict(config)
-    kind = data.get("kind", "embedding")
-    data["target"] = str(resolve_target(kind, data.get("target"), provider))
-    data["model"] = data.get("model") or provider.model_title()
+    data.setdefault("model", "")
     data.setdefault("clip_skip", provider.default_clip_skip())
     if provider.templates_dir is not None:
         data.setdefault("templates_dir", str(provider.templates_dir))
-    cfg = TrainConfig.from_dict(data)
-    if not cfg.log_dir:
-        cfg.log_dir = str(provider.log_dir / cfg.name)
+    fields = TrainConfig.checked_fields(data)
+    kind = require_kind(fields["kind"])
+    target = resolve_target(kind, fields["target"], provider)
+    if not target.is_file():
+        raise UserInputError(
+            f"{target} does not exist. Create it first (/embed-studio/v1/create), or name an existing file."
+        )
+    if not fields["dataset"].strip():
+        raise UserInputError("No dataset folder given: name a folder of images with .txt captions.")
+    dataset = require_folder(fields["dataset"].strip())
+    if not list_images(dataset):
+        raise DatasetError(f"{dataset} has no images. Put .png/.jpg/.webp images (with .txt captions) in it.")
+    fields.update(target=str(target), dataset=str(dataset), model=fields["model"] or model_for(provider, None))
+    cfg = TrainConfig(**fields)
+    cfg.log_dir = str(resolve_log_dir(cfg.log_dir, cfg.name, provider))
     cfg.vae = cfg.vae or CHECKPOINT_VAE
-    return cfg.validate(), cfg.vae
+    cfg.validate()
+    load_template_lines(cfg.template, cfg.templates_dir or None, require_name=kind == "embedding")
+    return cfg, cfg.vae
 
 
-def _mirror(job: Job) -> Job:
-    progress.mirror_job(job)
+def create_options(request: Any) -> dict[str, Any]:
+    """A /create body as start_create_job's arguments: kind, name and that kind's options, each type-checked against
+    the signatures of start_create_job and create_hypernetwork (the one place their types are written)."""
+    import inspect
+    import typing
+
+    from embed_studio.train.config import check_type, require_kind
+    from embed_studio.train.create import create_hypernetwork
+
+    if not isinstance(request, dict):
+        raise UserInputError("The body must be a JSON object: kind, name and the create options.")
+    options = dict(request)
+    kind = require_kind(check_type("kind", options.pop("kind", "embedding"), str))
+    hints = typing.get_type_hints(start_create_job)
+    allowed = {"name": hints["name"], "overwrite": hints["overwrite"]}
+    if kind == "embedding":
+        allowed.update(init_text=hints["init_text"], n_vectors=hints["n_vectors"])
+    else:
+        hn_hints = typing.get_type_hints(create_hypernetwork)
+        params = inspect.signature(create_hypernetwork).parameters.values()
+        allowed["sizes"] = hints["sizes"]
+        allowed.update({p.name: hn_hints[p.name] for p in params if p.kind is p.KEYWORD_ONLY and p.name != "backend"})
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise UserInputError(f"Unknown option(s) for a {kind}: {', '.join(unknown)}. It takes: {', '.join(allowed)}.")
+    checked = {key: check_type(key, value, allowed[key], "Option") for key, value in options.items()}
+    return {"kind": kind, "name": checked.pop("name", ""), **checked}
+
+
+def _mirror(job: Job, provider: Any) -> Job:
+    # Only the WebUI's model has a progress bar to mirror into (tests hand in a standalone provider).
+    if getattr(provider, "name", None) == "webui":
+        from embed_studio.webui import progress
+
+        progress.mirror_job(job)
     return registry.submit(job)
 
 
-def start_training_job(config: dict[str, Any], provider: Any = None) -> Job:
+def start_training_job(config: Any, provider: Any = None) -> Job:
     """Start training on the WebUI's loaded model; `config` is TrainConfig's fields plus an optional "vae".
 
     The job holds the WebUI's GPU lock while it runs, shows in its progress bar, and makes the trained
     file usable in txt2img (the embedding/hypernetwork lists are reloaded) when it ends, also when cancelled.
     """
-    return _mirror(make_training_job(config, provider))
+    provider = provider or get_provider()
+    return _mirror(make_training_job(config, provider), provider)
 
 
-def make_training_job(config: dict[str, Any], provider: Any = None) -> Job:
+def make_training_job(config: Any, provider: Any = None) -> Job:
     """The training Job, not started (for UiHost.submit(), which mirrors and starts it)."""
     from embed_studio.train.job import make_train_job
 
@@ -67,13 +122,18 @@ def start_create_job(
 
     The job's result is the new file's path.
     """
+    from embed_studio.train.config import require_kind
     from embed_studio.train.create import clean_name, create_embedding, create_hypernetwork
 
+    require_kind(kind)
     provider = provider or get_provider()
     name = clean_name(name)
     path = resolve_target(kind, name, provider)
     if path.exists() and not overwrite:
         raise UserInputError(f"{path} already exists. Pick another name, or train that file to continue it.")
+    if kind == "hypernetwork":
+        # Bad options fail now, not in the job: the same options on one small module take milliseconds.
+        create_hypernetwork(name, [8], **hypernetwork_options)
 
     def work(ctx: Any) -> str:
         with provider.session("", CHECKPOINT_VAE, provider.default_clip_skip()) as backend:
@@ -93,4 +153,4 @@ def start_create_job(
         provider.refresh(kind, path)
         return str(path)
 
-    return _mirror(Job("create", work, total=1))
+    return _mirror(Job("create", work, total=1), provider)

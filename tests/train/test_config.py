@@ -1,5 +1,7 @@
 """TrainConfig: defaults from the guides, validation messages, JSON round trip."""
 
+import json
+
 import pytest
 
 from embed_studio.errors import UserInputError
@@ -46,3 +48,35 @@ def test_json_round_trip(tmp_path):
     assert TrainConfig.load_json(tmp_path / "config.json") == c
     with pytest.raises(UserInputError, match="Unknown training setting"):
         TrainConfig.from_dict({**c.to_dict(), "warp_speed": 9})
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("shuffle_tags", "no", "'shuffle_tags' must be true or false"),
+        ("width", "x", "'width' must be a whole number"),
+        ("width", 512.5, "'width' must be a whole number"),
+        ("batch_size", True, "'batch_size' must be a whole number"),
+        ("tag_dropout", "0.1", "'tag_dropout' must be a number"),
+        ("adam_eps", float("nan"), "'adam_eps' must be a number"),
+        ("lr", 0.005, "'lr' must be text"),
+        ("extra", [1], "'extra' must be an object"),
+    ],
+)
+def test_a_config_json_with_a_wrong_type_names_the_field(tmp_path, field, value, expected):
+    # A hand-edited config.json (what `train --config` reads): "no" must not become True.
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**_config().to_dict(), field: value}), encoding="utf-8")
+    with pytest.raises(UserInputError, match=expected):
+        TrainConfig.load_json(path)
+
+
+def test_json_numbers_take_the_field_type_and_missing_fields_are_named():
+    c = TrainConfig.from_dict({**_config().to_dict(), "width": 512.0, "tag_dropout": 0, "shuffle_tags": False})
+    assert c.width == 512 and isinstance(c.width, int)
+    assert c.tag_dropout == 0.0 and isinstance(c.tag_dropout, float)
+    assert c.shuffle_tags is False
+    with pytest.raises(UserInputError, match="Missing training setting.*dataset, target"):
+        TrainConfig.from_dict({"kind": "embedding", "model": "m"})
+    with pytest.raises(UserInputError, match="JSON object"):
+        TrainConfig.from_dict(["kind", "embedding"])

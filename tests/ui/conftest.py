@@ -56,7 +56,7 @@ def serve_standalone():
     import socket
     import threading
 
-    from embed_studio.ui.app import launch_standalone
+    from embed_studio.ui.app import serve
 
     launched = []
 
@@ -64,7 +64,7 @@ def serve_standalone():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        launch_standalone(blocks, "127.0.0.1", port, prevent_thread_lock=True, quiet=True)
+        serve(blocks, "127.0.0.1", port, block=False)
         launched.append(blocks)
         return f"http://127.0.0.1:{port}/"
 

@@ -120,6 +120,18 @@ def test_build_config_refuses_bad_input_with_a_fix(provider, train_dataset, mode
         )  # fmt: skip
 
 
+@pytest.mark.parametrize("target", ["../mychar", "../mychar.pt", "{outside}", "sub/../../mychar"])
+def test_build_config_refuses_a_file_outside_the_folder(tmp_path, provider, train_dataset, model_dir, target):
+    # The form names the file to train like the API does: the same resolver keeps both in the kind's folder.
+    outside = provider.embeddings_dir.parent / "mychar.pt"
+    outside.write_bytes(b"x")
+    with pytest.raises(UserInputError, match="may not contain '..'|is outside"):
+        form.build_config(
+            provider, kind="embedding", model_path=str(model_dir), dataset=str(train_dataset),
+            target=target.format(outside=outside), vae=None, values=_form_values(),
+        )  # fmt: skip
+
+
 def test_build_config_refuses_a_folder_without_images(tmp_path, provider, model_dir):
     from embed_studio.errors import DatasetError
 
