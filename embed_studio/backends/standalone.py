@@ -76,6 +76,47 @@ def parse_emphasis(text: str) -> list[tuple[str, float]]:
     return merged or [("", 1.0)]
 
 
+# model_index.json class names of the pipelines this backend trains on; any other pipeline is refused by name.
+SD_PIPELINES = ("StableDiffusionPipeline",)
+SDXL_PIPELINES = ("StableDiffusionXLPipeline",)
+SDXL_STATE_PREFIX = "conditioner.embedders."  # the sgm layout of SDXL single-file checkpoints
+
+
+def folder_pipeline(path: Path) -> str | None:
+    """The pipeline class a diffusers folder declares (model_index.json), or None when it declares none."""
+    import json
+
+    index = path / "model_index.json"
+    if not index.is_file():
+        return "StableDiffusionXLPipeline" if (path / "text_encoder_2").is_dir() else None
+    try:
+        name = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError) as e:
+        raise FileFormatError(f"{index}: not a readable model_index.json ({e}).") from e
+    return name if isinstance(name, str) else None
+
+
+def unsupported_model(what: str, pipeline: str) -> FileFormatError:
+    family = "an SDXL" if pipeline in SDXL_PIPELINES else f"a {pipeline}"
+    return FileFormatError(
+        f"{what} is {family} model; the standalone trainer handles Stable Diffusion 1.x and 2.x only. "
+        "Give an SD 1.x/2.x diffusers folder or checkpoint."
+    )
+
+
+def _single_file_is_sdxl(path: Path) -> bool:
+    """Whether a checkpoint file holds SDXL's two text encoders (read from the key names only)."""
+    if path.suffix.lower() != ".safetensors":
+        return False  # a pickle would have to be loaded whole to tell; the loader's own error speaks then
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return any(k.startswith(SDXL_STATE_PREFIX) for k in f.keys())
+    except Exception:
+        return False  # unreadable: the loader below says so in its own words
+
+
 def _short_hash(path: Path) -> str | None:
     """The WebUI's short checkpoint hash (first 10 hex of the file's sha256) for a single file."""
     if not path.is_file():
@@ -276,6 +317,9 @@ class StandaloneBackend:
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
+        pipeline = folder_pipeline(path)
+        if pipeline is not None and pipeline not in SD_PIPELINES:
+            raise unsupported_model(str(path), pipeline)
         missing = [
             sub for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (path / sub).is_dir()
         ]
@@ -298,6 +342,8 @@ class StandaloneBackend:
     def _load_single_file(cls, path: Path, device: Any) -> StandaloneBackend:
         from diffusers import StableDiffusionPipeline
 
+        if _single_file_is_sdxl(path):
+            raise unsupported_model(path.name, SDXL_PIPELINES[0])
         yaml_path = path.with_suffix(".yaml")
         first_error: Exception | None = None
         if yaml_path.is_file():
