@@ -569,7 +569,9 @@ class StandaloneBackend:
             windows = z.reshape(len(prompts), n_chunks, -1, z.shape[-1])
             original_mean = windows.float().mean(dim=(2, 3), keepdim=True)
             windows = windows * multipliers
-            windows = windows * restore_mean_factor(original_mean, windows.float().mean(dim=(2, 3), keepdim=True), windows)
+            windows = windows * restore_mean_factor(
+                original_mean, windows.float().mean(dim=(2, 3), keepdim=True), windows
+            )
             z = windows.reshape(z.shape)
         return z
 
