@@ -356,7 +356,9 @@ class WebUIBackend:
                 if isinstance(module.__dict__.get(attr), _FloatModule):
                     del module.__dict__[attr]
 
-    def predict(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def predict(
+        self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor, sizes: Any = None
+    ) -> torch.Tensor:
         with self.autocast():
             return self.model.apply_model(noisy_latents, timesteps, cond)
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embed_studio.backends.base import Backend, LatentDist
-from embed_studio.dataset.buckets import bucket_size, fit_to_bucket
+from embed_studio.backends.base import Backend, LatentDist, SizeCond
+from embed_studio.dataset.buckets import bucket_size, cover_crop, fit_to_bucket
 from embed_studio.dataset.folder import list_images
 from embed_studio.dataset.imageio import load_rgb
 from embed_studio.errors import CorruptImageError, DatasetError
@@ -36,6 +36,7 @@ class Bucket:
     mean: torch.Tensor  # [N, C, h, w] scaled latents on the device
     std: torch.Tensor | None  # only kept for "random" latent sampling
     weight: torch.Tensor | None = None  # [N, 1, h, w] loss weights from the alpha channel (mean 1), if asked
+    sizes: list[SizeCond] = field(default_factory=list)  # per image: SDXL's size conditioning
 
 
 @dataclass
@@ -55,6 +56,10 @@ class TrainingSet:
         if b.weight is None:
             return None
         return b.weight.index_select(0, torch.tensor(indices, device=b.weight.device))
+
+    def size_conds(self, bucket: int, indices: list[int]) -> list[SizeCond] | None:
+        sizes = self.buckets[bucket].sizes
+        return [sizes[i] for i in indices] if sizes else None
 
     def latents(self, bucket: int, indices: list[int], generator: torch.Generator) -> torch.Tensor:
         b = self.buckets[bucket]
@@ -111,6 +116,7 @@ def prepare_training_set(
     skipped: list[str] = []
     # Each image is resized to its bucket as soon as it is read, so only training-sized copies stay in memory.
     images: dict[Path, Image.Image] = {}
+    size_conds: dict[Path, SizeCond] = {}
     groups: dict[tuple[int, int], list[Path]] = {}
     area = width * height
     for i, path in enumerate(paths):
@@ -124,6 +130,8 @@ def prepare_training_set(
                 on_progress(i + 1, len(paths) * 2, f"reading {path.name}")
         size = bucket_size(*image.size, area, bucket_step) if variable_size else (width, height)
         images[path] = fit_to_bucket(image, size)
+        _, (left, top) = cover_crop(image.size, size)
+        size_conds[path] = SizeCond((image.height, image.width), (top, left), (size[1], size[0]))
         groups.setdefault(size, []).append(path)
     groups = dict(sorted(groups.items()))
     buckets: list[Bucket] = []
@@ -169,7 +177,9 @@ def prepare_training_set(
         weight = None
         if use_alpha_weight:
             weight = torch.stack([alpha_weight(p, size, backend.latent_factor) for p in kept_paths]).to(mean.device)
-        buckets.append(Bucket(size, kept_paths, captions, mean, std if latent_sampling == "random" else None, weight))
+        kept_std = std if latent_sampling == "random" else None
+        sizes = [size_conds[p] for p in kept_paths]
+        buckets.append(Bucket(size, kept_paths, captions, mean, kept_std, weight, sizes))
     if not buckets:
         raise DatasetError(f"None of the images in {folder} could be used: " + "; ".join(skipped[:5]))
     return TrainingSet(buckets, latent_sampling, skipped)

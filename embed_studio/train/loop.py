@@ -311,7 +311,8 @@ class _Run:
         noisy = a * latents + s * noise
         wanted = noise if backend.prediction_type == "epsilon" else a * noise - s * latents
         cond = self.target.condition(texts, [self._tokens(x) for x in texts])
-        error = (backend.predict(noisy, t, cond).float() - wanted.float()) ** 2
+        prediction = backend.predict(noisy, t, cond, data.size_conds(bucket, indices))
+        error = (prediction.float() - wanted.float()) ** 2
         weight = data.weights(bucket, indices)
         loss = error.mean() if weight is None else (error * weight).mean()
         return loss / config.grad_accum, latents.shape[0]
@@ -336,7 +337,7 @@ class _Run:
         if config.save_every and step % config.save_every == 0 and step < self.end:
             copies_dir = self.log_dir / ("embeddings" if config.kind == "embedding" else "hypernetworks")
             copies_dir.mkdir(parents=True, exist_ok=True)
-            copy = copies_dir / f"{config.name}-{step}.pt"
+            copy = copies_dir / f"{config.name}-{step}{config.target_path.suffix}"  # SDXL files are .safetensors
             snapshot = self.target.save(
                 copy, step, self.optimizer.state_dict(), self.meta, name=f"{config.name}-{step}"
             )

@@ -25,9 +25,13 @@ def build_tiny_sdxl(folder: Path, seed: int = 0, vae_scaling: float = 0.13025) -
     torch.manual_seed(seed)
     tok_dir = folder / "_tok"
     write_tokenizer(tok_dir)
-    tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), pad_token="<|endoftext|>")
+    tokenizer = CLIPTokenizer(
+        str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), pad_token="<|endoftext|>", model_max_length=77
+    )
     # SDXL's second tokenizer is the same BPE with "!" as padding (OpenCLIP pads with id 0).
-    tokenizer_2 = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), pad_token="!")
+    tokenizer_2 = CLIPTokenizer(
+        str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), pad_token="!", model_max_length=77
+    )
 
     def text_config(width: int, tok: CLIPTokenizer, **extra: int) -> CLIPTextConfig:
         return CLIPTextConfig(
