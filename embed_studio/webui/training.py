@@ -91,11 +91,16 @@ def start_create_job(
         raise UserInputError(f"{path} already exists. Pick another name, or train that file to continue it.")
 
     def work(ctx: Any) -> str:
+        nonlocal path
         with provider.session("", CHECKPOINT_VAE, provider.default_clip_skip()) as backend:
             if kind == "embedding":
                 from embed_studio.formats.embedding import save_embedding
 
                 data = create_embedding(backend, name, init_text, n_vectors, clip_skip=provider.default_clip_skip())
+                if data.is_sdxl and path.suffix == ".pt":
+                    path = path.with_suffix(".safetensors")  # the WebUI reads SDXL vectors with their step from these
+                    if path.exists() and not overwrite:
+                        raise UserInputError(f"{path} already exists. Pick another name, or train that file.")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_embedding(data, path)
             else:
