@@ -34,6 +34,9 @@ class BackendProvider(Protocol):
     def default_clip_skip(self) -> int:
         """The CLIP skip a new run uses (the WebUI's setting; 1 standalone)."""
 
+    def default_size(self, model: str = "") -> int:
+        """The side of the training area a new run uses: 1024 on SDXL, else 512."""
+
     def vae_choices(self) -> list[str]:
         """VAEs the form offers; the first is CHECKPOINT_VAE."""
 
@@ -89,6 +92,11 @@ class StandaloneProvider:
     def default_clip_skip(self) -> int:
         return 1
 
+    def default_size(self, model: str = "") -> int:
+        from embed_studio.backends.standalone import default_size_for
+
+        return default_size_for(model) if model else 512
+
     def vae_choices(self) -> list[str]:
         return [CHECKPOINT_VAE]
 
@@ -138,6 +146,9 @@ class LoadedBackendProvider:
 
     def default_clip_skip(self) -> int:
         return 1
+
+    def default_size(self, model: str = "") -> int:
+        return int(getattr(self.backend, "default_size", 512))
 
     def vae_choices(self) -> list[str]:
         return [CHECKPOINT_VAE]

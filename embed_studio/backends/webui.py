@@ -632,6 +632,9 @@ class WebUIProvider:
     def default_clip_skip(self) -> int:
         return int(shared.opts.data.get(CLIP_SKIP_KEY, shared.opts.get_default(CLIP_SKIP_KEY)) or 1)
 
+    def default_size(self, model: str = "") -> int:
+        return 1024 if getattr(shared.sd_model, "is_sdxl", False) else 512  # SDXL trains at a 1024x1024 area
+
     def vae_choices(self) -> list[str]:
         sd_vae.refresh_vae_list()
         return [CHECKPOINT_VAE, *sd_vae.vae_dict]

@@ -33,6 +33,8 @@ def training_config(config: dict[str, Any], provider: Any) -> tuple[Any, str]:
     data["target"] = str(resolve_target(kind, data.get("target"), provider))
     data["model"] = data.get("model") or provider.model_title()
     data.setdefault("clip_skip", provider.default_clip_skip())
+    if "width" not in data and "height" not in data and hasattr(provider, "default_size"):
+        data["width"] = data["height"] = provider.default_size()
     if provider.templates_dir is not None:
         data.setdefault("templates_dir", str(provider.templates_dir))
     cfg = TrainConfig.from_dict(data)

@@ -42,3 +42,23 @@ def test_create_panel_writes_an_sdxl_safetensors_and_picks_it(tmp_path, tiny_sdx
     # Never silently overwritten: the same name again is refused.
     again = list(tab.create._create_embedding(str(tiny_sdxl), "", 1, "xlchar", "red", 1, False))
     assert "already exists" in again[-1][0]
+
+
+def test_form_defaults_to_a_1024_area_on_an_sdxl_host(tmp_path, tiny_sdxl, tiny_model):
+    """A host with an SDXL model loaded (as the WebUI lends it) fills width/height with 1024 when the page loads."""
+    import gradio as gr
+
+    from embed_studio.backends.provider import LoadedBackendProvider
+    from embed_studio.backends.standalone import StandaloneBackend
+    from embed_studio.ui.train_tab import TrainTab
+
+    for model, side in ((tiny_sdxl, 1024), (tiny_model, 512)):
+        provider = LoadedBackendProvider(StandaloneBackend.load(model, "cpu"), tmp_path / "out")
+        host = UiHost(name="webui", models_dir=tmp_path, output_dir=tmp_path, jobs=JobRegistry(),
+                      backend_provider=provider)  # fmt: skip
+        with gr.Blocks():
+            tab = TrainTab(host)
+            tab.create_ui()
+        for name in ("width", "height"):
+            value = tab.fields[name].value
+            assert (value() if callable(value) else value) == side
