@@ -124,7 +124,13 @@ def test_cli_create_train_and_resume_on_sdxl(tmp_path, tiny_sdxl, dataset, capsy
                  "--vectors", "1", "--dir", str(emb_dir)]) == 1  # fmt: skip
     assert "needs 5 tokens" in capsys.readouterr().err
 
-    assert main(_train_args(tiny_sdxl, dataset, emb_dir, 2)) == 0
+    assert main(_train_args(tiny_sdxl, dataset, emb_dir, 2) + ["--preview-every", "2", "--preview-steps", "2"]) == 0
+    # The preview is drawn with the SDXL pipeline and carries the two tensors the WebUI can read back.
+    from embed_studio.formats.png_embed import read_image_embedding
+
+    preview = emb_dir.parent / "logs" / "image_embeddings" / "xlchar-2.png"
+    assert (emb_dir.parent / "logs" / "images" / "xlchar-2.png").is_file()
+    assert sorted(read_image_embedding(preview)) == ["clip_g", "clip_l"]
     trained = load_embedding(path)
     assert trained.step == 2 and not torch.equal(trained.vectors, start.vectors)
     assert torch.isfinite(trained.vectors).all()
@@ -136,7 +142,7 @@ def test_cli_create_train_and_resume_on_sdxl(tmp_path, tiny_sdxl, dataset, capsy
     assert "resuming xlchar.safetensors at step 2 with its optimizer state" in err
     resumed = load_embedding(path)
     assert resumed.step == 4 and not torch.equal(resumed.vectors, trained.vectors)
-    copies = sorted(p.name for p in (emb_dir.parent / "logs").rglob("xlchar-*.*") if p.suffix != ".optim")
+    copies = sorted(p.name for p in (emb_dir.parent / "logs").rglob("xlchar-*") if p.suffix in (".pt", ".safetensors"))
     assert copies == ["xlchar-1.safetensors", "xlchar-3.safetensors"]  # the copies are SDXL files too
 
 
