@@ -186,3 +186,27 @@ def test_sdxl_single_file_is_refused_with_how_to_convert(tmp_path, capsys):
     assert main(["create", "embedding", "x", "--model", str(path), "--dir", str(tmp_path / "e")]) == 1
     err = capsys.readouterr().err
     assert "single-file SDXL checkpoint" in err and "diffusers folder" in err
+
+
+def test_a_picked_fp16_fixed_vae_replaces_the_checkpoints(tmp_path, tiny_sdxl, tiny_model):
+    """--vae FOLDER (a diffusers VAE with force_upcast off, like the fp16-fixed SDXL VAE) may run in half precision;
+    the checkpoint's own SDXL VAE never does."""
+    from diffusers import AutoencoderKL
+
+    from embed_studio.backends.provider import StandaloneProvider
+
+    vae = AutoencoderKL.from_pretrained(tiny_sdxl, subfolder="vae")
+    vae.register_to_config(force_upcast=False)
+    vae.save_pretrained(tmp_path / "fixed-vae")
+    provider = StandaloneProvider(tmp_path / "out", device="cpu")
+    with provider.session(str(tiny_sdxl), str(tmp_path / "fixed-vae")) as backend:
+        assert backend.vae_half_safe
+        backend.configure("bf16")
+        assert next(backend.vae.parameters()).dtype == torch.bfloat16
+        assert torch.isfinite(backend.encode_images(torch.rand(1, 3, 64, 64) * 2 - 1).mean).all()
+    with provider.session(str(tiny_sdxl)) as backend:
+        backend.configure("bf16")
+        assert not backend.vae_half_safe and next(backend.vae.parameters()).dtype == torch.float32
+    with pytest.raises(UserInputError, match="SDXL models only"):
+        with provider.session(str(tiny_model), str(tmp_path / "fixed-vae")):
+            pass
