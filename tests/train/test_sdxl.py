@@ -210,3 +210,13 @@ def test_a_picked_fp16_fixed_vae_replaces_the_checkpoints(tmp_path, tiny_sdxl, t
     with pytest.raises(UserInputError, match="SDXL models only"):
         with provider.session(str(tiny_model), str(tmp_path / "fixed-vae")):
             pass
+
+
+def test_an_sd1_embedding_is_refused_on_sdxl_with_the_widths(tmp_path, xl):
+    from embed_studio.formats.embedding import EmbeddingData, save_embedding
+    from embed_studio.train.targets import EmbeddingTarget
+
+    path = tmp_path / "sd1.pt"
+    save_embedding(EmbeddingData("sd1", torch.zeros(2, 768), step=5), path)
+    with pytest.raises(FileFormatError, match=r"768-wide vectors but this model uses 2048.*SDXL 768 \+ 1280"):
+        EmbeddingTarget(path, xl, "sd1")
