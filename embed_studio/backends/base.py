@@ -13,6 +13,10 @@ if TYPE_CHECKING:  # torch is imported where it is used: `embed-studio --help` r
 PRECISIONS = ("fp32", "fp16", "bf16")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 PREVIEW_SAMPLERS = ("euler_a", "euler", "ddim", "dpmpp_2m")
+SDXL_HYPERNETWORK_REFUSAL = (
+    "Hypernetworks train on SD 1.x/2.x models here; on SDXL train an embedding. (The WebUI does apply "
+    "hypernetworks with 2048/640/1280-wide modules to SDXL's attention, but Embed Studio does not train them yet.)"
+)
 
 
 @dataclass
@@ -42,6 +46,28 @@ class PromptTokens:
     emphasis: tuple[tuple[float, ...], ...] | None = None  # per-token weights like chunks; None = all 1.0
 
 
+@dataclass(frozen=True)
+class SizeCond:
+    """SDXL's size conditioning for one training image, in pixels: its size before resizing, the crop's top-left
+    in the resized image, and the bucket it trains at. (height, width) and (top, left), as SDXL orders them."""
+
+    original: tuple[int, int]
+    crop: tuple[int, int]
+    target: tuple[int, int]
+
+
+@dataclass
+class PooledCond:
+    """Text conditioning of a model that also takes a pooled text vector (SDXL): [B, tokens, ctx] and [B, pooled]."""
+
+    context: torch.Tensor
+    pooled: torch.Tensor
+
+
+# What encode_prompts returns and predict takes back: a [B, tokens, ctx] tensor, or PooledCond for SDXL.
+Conditioning = torch.Tensor | PooledCond
+
+
 @dataclass
 class PreviewRequest:
     prompt: str
@@ -62,7 +88,7 @@ HypernetworkLayers = Mapping[int, Sequence["torch.nn.Module"]]
 class Backend(Protocol):
     """A loaded diffusion model as the trainer sees it. Implementations: standalone (diffusers), webui."""
 
-    family: str  # "sd1" or "sd2": recorded in outputs
+    family: str  # "sd1", "sd2" or "sdxl": recorded in outputs
     prediction_type: str  # "epsilon" or "v_prediction"
     device: torch.device
     token_dim: int  # width of one embedding vector
@@ -91,14 +117,23 @@ class Backend(Protocol):
     def tokenize(self, text: str, trigger: str | None = None, n_vectors: int = 0) -> PromptTokens:
         """Tokenize a prompt; each whole-word `trigger` becomes n_vectors slots for trainable vectors."""
 
-    def encode_prompts(self, prompts: Sequence[PromptTokens], vectors: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_prompts(self, prompts: Sequence[PromptTokens], vectors: torch.Tensor | None = None) -> Conditioning:
         """Text conditioning for a batch, with `vectors` [n, dim] placed into the slots (gradients flow)."""
 
     def attach_hypernetwork(self, layers: HypernetworkLayers | None) -> None:
         """Apply these modules to attention contexts (the WebUI's semantics); None detaches."""
 
-    def predict(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """The denoiser's output: noise (epsilon) or v, as prediction_type says."""
+    def predict(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        cond: Conditioning,
+        sizes: Sequence[SizeCond] | None = None,
+    ) -> torch.Tensor:
+        """The denoiser's output: noise (epsilon) or v, as prediction_type says.
+
+        `sizes` (one per image) is SDXL's size conditioning; models without it ignore it. None: the latents' own
+        size, uncropped (what txt2img uses)."""
 
     def render_preview(
         self, request: PreviewRequest, trigger: str | None = None, vectors: torch.Tensor | None = None

@@ -37,6 +37,9 @@ class BackendProvider(Protocol):
     def default_clip_skip(self) -> int:
         """The CLIP skip a new run uses (the WebUI's setting; 1 standalone)."""
 
+    def default_size(self, model: str = "") -> int:
+        """The side of the training area a new run uses: 1024 on SDXL, else 512."""
+
     def vae_choices(self) -> list[str]:
         """VAEs the form offers; the first is CHECKPOINT_VAE."""
 
@@ -80,7 +83,10 @@ def resolve_target(kind: str, value: str | None, provider: BackendProvider) -> P
         text, folder_for(kind, provider), allowed_folders(kind, provider), f"The {kind} file", _settings_hint(provider)
     )
     if path.suffix.lower() not in (".pt", ".safetensors"):
+        safetensors = path.with_name(path.name + ".safetensors")
         path = path.with_name(path.name + ".pt")
+        if kind == "embedding" and not path.exists() and safetensors.exists():
+            path = safetensors  # SDXL embeddings are .safetensors
     return path
 
 
@@ -141,11 +147,16 @@ class StandaloneProvider:
 
     def describe(self) -> str:
         if self._loaded:
-            return f"Model: {self._loaded[0]} (loaded)"
+            return f"Model: {self._loaded[0].split('|')[0]} (loaded)"
         return "Model: the diffusers folder or checkpoint file given below"
 
     def default_clip_skip(self) -> int:
         return 1
+
+    def default_size(self, model: str = "") -> int:
+        from embed_studio.backends.standalone import default_size_for
+
+        return default_size_for(model) if model else 512
 
     def vae_choices(self) -> list[str]:
         return [CHECKPOINT_VAE]
@@ -159,9 +170,17 @@ class StandaloneProvider:
         if not self._lock.acquire(blocking=False):
             raise UserInputError("A training run is already using the model; cancel it or wait for it to end.")
         try:
-            if self._loaded is None or self._loaded[0] != model:
+            key = f"{model}|{vae}"
+            if self._loaded is None or self._loaded[0] != key:
                 self._loaded = None  # free the old model before loading the next
-                self._loaded = (model, StandaloneBackend.load(model, self.device))
+                backend = StandaloneBackend.load(model, self.device)
+                if vae and vae != CHECKPOINT_VAE:
+                    if not hasattr(backend, "use_vae"):
+                        raise UserInputError(
+                            f"A separate VAE is used for SDXL models only here; {Path(model).name} trains with its own."
+                        )
+                    backend.use_vae(vae)
+                self._loaded = (key, backend)
             yield self._loaded[1]
         finally:
             self._lock.release()
@@ -188,6 +207,9 @@ class LoadedBackendProvider:
 
     def default_clip_skip(self) -> int:
         return 1
+
+    def default_size(self, model: str = "") -> int:
+        return int(getattr(self.backend, "default_size", 512))
 
     def vae_choices(self) -> list[str]:
         return [CHECKPOINT_VAE]

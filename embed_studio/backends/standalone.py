@@ -21,6 +21,7 @@ from embed_studio.backends.base import (
     LatentDist,
     PreviewRequest,
     PromptTokens,
+    SizeCond,
 )
 from embed_studio.errors import FileFormatError, UserInputError
 
@@ -95,6 +96,62 @@ def parse_emphasis(text: str) -> list[tuple[str, float]]:
         else:
             merged.append((piece_text, weight))
     return merged or [("", 1.0)]
+
+
+# model_index.json class names of the pipelines this backend trains on; any other pipeline is refused by name.
+SD_PIPELINES = ("StableDiffusionPipeline",)
+SDXL_PIPELINES = ("StableDiffusionXLPipeline",)
+SDXL_STATE_PREFIX = "conditioner.embedders."  # the sgm layout of SDXL single-file checkpoints
+
+
+def folder_pipeline(path: Path) -> str | None:
+    """The pipeline class a diffusers folder declares (model_index.json), or None when it declares none."""
+    import json
+
+    index = path / "model_index.json"
+    if not index.is_file():
+        return "StableDiffusionXLPipeline" if (path / "text_encoder_2").is_dir() else None
+    try:
+        name = json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, ValueError, AttributeError) as e:
+        raise FileFormatError(f"{index}: not a readable model_index.json ({e}).") from e
+    return name if isinstance(name, str) else None
+
+
+def unsupported_model(what: str, pipeline: str) -> FileFormatError:
+    if pipeline in SDXL_PIPELINES:
+        return FileFormatError(
+            f"{what} is a single-file SDXL checkpoint; the standalone trainer loads SDXL from a diffusers folder. "
+            "Convert it (diffusers' StableDiffusionXLPipeline.from_single_file(...).save_pretrained(folder)) and "
+            "give that folder, or train it in the WebUI."
+        )
+    return FileFormatError(
+        f"{what} is a {pipeline} model; the standalone trainer handles Stable Diffusion 1.x, 2.x and SDXL only. "
+        "Give an SD 1.x/2.x/SDXL diffusers folder or checkpoint."
+    )
+
+
+def default_size_for(model: str | os.PathLike) -> int:
+    """The training area's side a new run uses on this model without loading it: 1024 for SDXL, else 512."""
+    path = Path(model).expanduser()
+    try:
+        sdxl = folder_pipeline(path) in SDXL_PIPELINES if path.is_dir() else _single_file_is_sdxl(path)
+    except FileFormatError:
+        sdxl = False  # loading it will say what is wrong
+    return 1024 if sdxl else 512
+
+
+def _single_file_is_sdxl(path: Path) -> bool:
+    """Whether a checkpoint file holds SDXL's two text encoders (read from the key names only)."""
+    if path.suffix.lower() != ".safetensors":
+        return False  # a pickle would have to be loaded whole to tell; the loader's own error speaks then
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return any(k.startswith(SDXL_STATE_PREFIX) for k in f.keys())
+    except Exception:
+        return False  # unreadable: the loader below says so in its own words
 
 
 def _short_hash(path: Path) -> str | None:
@@ -176,6 +233,26 @@ def restore_mean_factor(original: torch.Tensor, weighted: torch.Tensor, windows:
     usable = weighted.abs() > 1e-6 * scale
     factor = torch.where(usable, original / torch.where(usable, weighted, torch.ones_like(weighted)), 1.0)
     return factor.to(windows.dtype)
+
+
+def apply_emphasis(z: torch.Tensor, prompts: Sequence[PromptTokens], n_chunks: int) -> torch.Tensor:
+    """z [B, n_chunks * 77, dim] scaled by the prompts' emphasis weights, each window's mean restored (WebUI)."""
+    if not any(p.emphasis for p in prompts):
+        return z
+    ones = (1.0,) * (CHUNK_TOKENS + 2)
+    rows = [
+        [w for chunk in (p.emphasis or (ones,) * len(p.chunks)) + (ones,) * (n_chunks - len(p.chunks)) for w in chunk]
+        for p in prompts
+    ]
+    multipliers = torch.tensor(rows, device=z.device, dtype=z.dtype).reshape(len(prompts), n_chunks, -1, 1)
+    # The WebUI scales by the weights, then restores each window's original mean so emphasis does not shift
+    # the level. txt2img encodes one prompt at a time, so the mean is per prompt and window, never per batch:
+    # a prompt's conditioning must not depend on what else is in its training batch.
+    windows = z.reshape(len(prompts), n_chunks, -1, z.shape[-1])
+    original_mean = windows.float().mean(dim=(2, 3), keepdim=True)
+    windows = windows * multipliers
+    windows = windows * restore_mean_factor(original_mean, windows.float().mean(dim=(2, 3), keepdim=True), windows)
+    return windows.reshape(z.shape)
 
 
 def _pad_windows(tokens: PromptTokens, n_chunks: int, empty: tuple[int, ...]) -> PromptTokens:
@@ -261,6 +338,7 @@ class StandaloneBackend:
         self.prediction_type = self.scheduler_config.get("prediction_type", "epsilon")
         self.token_dim = int(text_encoder.config.hidden_size)
         self.family = "sd2" if self.token_dim == 1024 else "sd1"
+        self.default_size = 512  # the training/preview area a new run defaults to
         self.latent_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.scaling_factor = float(vae.config.scaling_factor)
         self.checkpoint_name = checkpoint_name
@@ -298,6 +376,13 @@ class StandaloneBackend:
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
+        pipeline = folder_pipeline(path)
+        if pipeline in SDXL_PIPELINES:
+            from embed_studio.backends.standalone_xl import StandaloneXLBackend
+
+            return StandaloneXLBackend.load_folder(path, device)
+        if pipeline is not None and pipeline not in SD_PIPELINES:
+            raise unsupported_model(str(path), pipeline)
         missing = [
             sub for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler") if not (path / sub).is_dir()
         ]
@@ -320,6 +405,8 @@ class StandaloneBackend:
     def _load_single_file(cls, path: Path, device: Any) -> StandaloneBackend:
         from diffusers import StableDiffusionPipeline
 
+        if _single_file_is_sdxl(path):
+            raise unsupported_model(path.name, SDXL_PIPELINES[0])
         yaml_path = path.with_suffix(".yaml")
         first_error: Exception | None = None
         if yaml_path.is_file():
@@ -501,23 +588,8 @@ class StandaloneBackend:
 
     def encode_prompts(self, prompts: Sequence[PromptTokens], vectors: torch.Tensor | None = None) -> torch.Tensor:
         n_chunks = max(len(p.chunks) for p in prompts)
-        empty = self._window([])
-        ids, rows, cols, which = [], [], [], []
-        for b, prompt in enumerate(prompts):
-            # Shorter prompts get empty windows so the batch stacks (the WebUI pads the same way).
-            ids.extend(prompt.chunks + (empty,) * (n_chunks - len(prompt.chunks)))
-            for chunk, pos, v in prompt.slots:
-                rows.append(b * n_chunks + chunk)
-                cols.append(pos)
-                which.append(v)
-        input_ids = torch.tensor(ids, dtype=torch.long, device=self.device)
-        if vectors is not None and rows:
-            index = torch.tensor(which, device=self.device)
-            self._injection = (
-                torch.tensor(rows, device=self.device),
-                torch.tensor(cols, device=self.device),
-                vectors.to(self.device)[index],
-            )
+        input_ids = self._padded_ids(prompts, n_chunks)
+        self._slot_injection(prompts, n_chunks, vectors)
         try:
             with self.autocast():
                 if self.clip_skip > 1:
@@ -531,28 +603,30 @@ class StandaloneBackend:
         finally:
             self._injection = None
         z = z.reshape(len(prompts), n_chunks * z.shape[1], z.shape[2])
-        if any(p.emphasis for p in prompts):
-            ones = (1.0,) * (CHUNK_TOKENS + 2)
-            rows = [
-                [
-                    w
-                    for chunk in (p.emphasis or (ones,) * len(p.chunks)) + (ones,) * (n_chunks - len(p.chunks))
-                    for w in chunk
-                ]
-                for p in prompts
-            ]
-            multipliers = torch.tensor(rows, device=z.device, dtype=z.dtype).reshape(len(prompts), n_chunks, -1, 1)
-            # The WebUI scales by the weights, then restores each window's original mean so emphasis does not shift
-            # the level. txt2img encodes one prompt at a time, so the mean is per prompt and window, never per batch:
-            # a prompt's conditioning must not depend on what else is in its training batch.
-            windows = z.reshape(len(prompts), n_chunks, -1, z.shape[-1])
-            original_mean = windows.float().mean(dim=(2, 3), keepdim=True)
-            windows = windows * multipliers
-            windows = windows * restore_mean_factor(
-                original_mean, windows.float().mean(dim=(2, 3), keepdim=True), windows
+        return apply_emphasis(z, prompts, n_chunks)
+
+    def _slot_injection(self, prompts: Sequence[PromptTokens], n_chunks: int, vectors: torch.Tensor | None) -> None:
+        """Where `vectors` go in the batch's token embeddings (rows = prompt windows), for the embedding hook."""
+        rows, cols, which = [], [], []
+        for b, prompt in enumerate(prompts):
+            for chunk, pos, v in prompt.slots:
+                rows.append(b * n_chunks + chunk)
+                cols.append(pos)
+                which.append(v)
+        self._injection = None
+        if vectors is not None and rows:
+            index = torch.tensor(which, device=self.device)
+            self._injection = (
+                torch.tensor(rows, device=self.device),
+                torch.tensor(cols, device=self.device),
+                vectors.to(self.device)[index],
             )
-            z = windows.reshape(z.shape)
-        return z
+
+    def _padded_ids(self, prompts: Sequence[PromptTokens], n_chunks: int) -> torch.Tensor:
+        # Shorter prompts get empty windows so the batch stacks (the WebUI pads the same way).
+        empty = self._window([])
+        ids = [w for p in prompts for w in p.chunks + (empty,) * (n_chunks - len(p.chunks))]
+        return torch.tensor(ids, dtype=torch.long, device=self.device)
 
     # -- denoiser ----------------------------------------------------------------------------
     def attach_hypernetwork(self, layers: HypernetworkLayers | None) -> None:
@@ -568,7 +642,13 @@ class StandaloneBackend:
                 module.to(self.device)
         self.unet.set_attn_processor(HypernetworkAttnProcessor(layers))
 
-    def predict(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def predict(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        cond: torch.Tensor,
+        sizes: Sequence[SizeCond] | None = None,
+    ) -> torch.Tensor:
         with self.autocast():
             dtype = next(self.unet.parameters()).dtype
             return self.unet(noisy_latents.to(dtype), timesteps, encoder_hidden_states=cond.to(dtype)).sample

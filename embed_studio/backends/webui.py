@@ -22,7 +22,16 @@ from modules import call_queue, devices, paths_internal, sd_hijack, sd_hijack_ch
 from modules.textual_inversion.textual_inversion import Embedding
 from PIL import Image
 
-from embed_studio.backends.base import PRECISIONS, HypernetworkLayers, LatentDist, PreviewRequest, PromptTokens
+from embed_studio.backends.base import (
+    PRECISIONS,
+    SDXL_HYPERNETWORK_REFUSAL,
+    HypernetworkLayers,
+    LatentDist,
+    PooledCond,
+    PreviewRequest,
+    PromptTokens,
+    SizeCond,
+)
 from embed_studio.backends.provider import CHECKPOINT_VAE
 from embed_studio.errors import UserInputError
 
@@ -85,10 +94,10 @@ class _SettingOverride:
 class _TrainedVectors:
     """What EmbeddingsWithFixes reads from a fix: `.vec` (here the live, trainable tensor)."""
 
-    def __init__(self, name: str, vec: torch.Tensor):
+    def __init__(self, name: str, vec: torch.Tensor | dict[str, torch.Tensor]):
         self.name = name
         self.vec = vec
-        self.vectors = int(vec.shape[0])
+        self.vectors = int(next(iter(vec.values())).shape[0] if isinstance(vec, dict) else vec.shape[0])
         self.shorthash = None
 
 
@@ -120,9 +129,11 @@ class _AttachedHypernetwork:
 def _require_sd(model: Any) -> None:
     if model is None:
         raise UserInputError("The WebUI has no model loaded. Pick a checkpoint at the top of the page, then train.")
-    if getattr(model, "conditioner", None) is not None or getattr(model, "is_sdxl", False):
+    if getattr(model, "is_sd3", False) or (
+        getattr(model, "conditioner", None) is not None and not getattr(model, "is_sdxl", False)
+    ):
         raise UserInputError(
-            "The loaded checkpoint is SDXL; Embed Studio trains on SD 1.x and SD 2.x. Load an SD 1.x/2.x checkpoint."
+            "The loaded checkpoint is neither SD 1.x/2.x nor SDXL; Embed Studio cannot train on it. Load one of those."
         )
 
 
@@ -213,7 +224,7 @@ class WebUIBackend:
             yield None
             return
         db = sd_hijack.model_hijack.embedding_db
-        temp = Embedding(vec, name)
+        temp = Embedding(self._as_vec(vec), name)
         temp.vectors = int(vec.shape[0])
         temp.shape = int(vec.shape[-1])
         with self._db_lock:
@@ -224,6 +235,15 @@ class WebUIBackend:
             finally:
                 if db.word_embeddings.get(name) is temp:
                     db.register_embedding_by_name(previous, self.model, name)
+
+    def _as_vec(self, vec: torch.Tensor) -> Any:
+        """Trainable vectors as the WebUI's Embedding.vec holds them for this model."""
+        return vec
+
+    @property
+    def _text_model(self) -> Any:
+        """The hijacked text encoder whose tokenize_line/empty_chunk/process_tokens prompts go through."""
+        return self.clip
 
     # -- Backend ---------------------------------------------------------------------------
     def configure(
@@ -316,7 +336,7 @@ class WebUIBackend:
     def tokenize(self, text: str, trigger: str | None = None, n_vectors: int = 0) -> PromptTokens:
         placeholder = torch.zeros(n_vectors, self.token_dim) if trigger and n_vectors > 0 else None
         with self._registered(trigger, placeholder) as temp:
-            chunks, _ = self.clip.tokenize_line(text)
+            chunks, _ = self._text_model.tokenize_line(text)
         rows, weights, slots, others = [], [], [], []
         for index, chunk in enumerate(chunks):
             rows.append(tuple(int(t) for t in chunk.tokens))
@@ -340,13 +360,36 @@ class WebUIBackend:
 
     def encode_prompts(self, prompts: Sequence[PromptTokens], vectors: torch.Tensor | None = None) -> torch.Tensor:
         self._apply_clip_skip()
-        trained = _TrainedVectors("embed-studio", vectors.to(self.device)) if vectors is not None else None
+        trained = (
+            _TrainedVectors("embed-studio", self._as_vec(vectors.to(self.device))) if vectors is not None else None
+        )
         n_chunks = max(len(p.chunks) for p in prompts)
         if len(prompts) > 1 and any(p.emphasis for p in prompts):
             # The WebUI's emphasis restores the mean over the whole batch it is given, and txt2img gives it one
             # prompt: encode emphasized prompts one by one so each is conditioned exactly as in txt2img.
             return torch.cat([self._encode([p], trained, n_chunks) for p in prompts])
         return self._encode(prompts, trained, n_chunks)
+
+    def _chunk_batch(
+        self, prompts: Sequence[PromptTokens], trained: _TrainedVectors | None, index: int, empty: Any
+    ) -> tuple[list, list, list]:
+        """Window `index` of each prompt as process_tokens takes it: tokens, multipliers and embedding fixes."""
+        tokens, multipliers, fixes = [], [], []
+        for prompt in prompts:
+            if index >= len(prompt.chunks):
+                tokens.append(list(empty.tokens))
+                multipliers.append(list(empty.multipliers))
+                fixes.append([])
+                continue
+            row = prompt.chunks[index]
+            tokens.append(list(row))
+            multipliers.append(list(prompt.emphasis[index]) if prompt.emphasis else [1.0] * len(row))
+            row_fixes = list(self._other_fixes.get(prompt, ((),) * len(prompt.chunks))[index])
+            if trained is not None:
+                # One fix per run of slots: EmbeddingsWithFixes inserts vec after `offset`.
+                row_fixes += [(pos - 1, trained) for c, pos, v in prompt.slots if c == index and v == 0]
+            fixes.append(row_fixes)
+        return tokens, multipliers, fixes
 
     def _encode(self, prompts: Sequence[PromptTokens], trained: _TrainedVectors | None, n_chunks: int) -> torch.Tensor:
         """The WebUI's TextConditionalModel.forward() for already tokenized prompts, with our fixes."""
@@ -357,21 +400,7 @@ class WebUIBackend:
         try:
             with self.autocast():
                 for index in range(n_chunks):
-                    tokens, multipliers, fixes = [], [], []
-                    for prompt in prompts:
-                        if index >= len(prompt.chunks):
-                            tokens.append(list(empty.tokens))
-                            multipliers.append(list(empty.multipliers))
-                            fixes.append([])
-                            continue
-                        row = prompt.chunks[index]
-                        tokens.append(list(row))
-                        multipliers.append(list(prompt.emphasis[index]) if prompt.emphasis else [1.0] * len(row))
-                        row_fixes = list(self._other_fixes.get(prompt, ((),) * len(prompt.chunks))[index])
-                        if trained is not None:
-                            # One fix per run of slots: EmbeddingsWithFixes inserts vec after `offset`.
-                            row_fixes += [(pos - 1, trained) for c, pos, v in prompt.slots if c == index and v == 0]
-                        fixes.append(row_fixes)
+                    tokens, multipliers, fixes = self._chunk_batch(prompts, trained, index, empty)
                     hijack.fixes = fixes
                     zs.append(clip.process_tokens(tokens, multipliers))
         finally:
@@ -400,7 +429,9 @@ class WebUIBackend:
                 if isinstance(module.__dict__.get(attr), _FloatModule):
                     del module.__dict__[attr]
 
-    def predict(self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def predict(
+        self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor, sizes: Any = None
+    ) -> torch.Tensor:
         with self.autocast():
             return self.model.apply_model(noisy_latents, timesteps, cond)
 
@@ -488,6 +519,133 @@ def _clear_extra_networks() -> None:
         print(f"Embed Studio: could not deactivate extra networks before training: {e}")
 
 
+_SIZE_KEYS = (
+    ("original_size_as_tuple", "original"),
+    ("crop_coords_top_left", "crop"),
+    ("target_size_as_tuple", "target"),
+)
+
+
+class WebUIXLBackend(WebUIBackend):
+    """shared.sd_model when it is SDXL (sgm DiffusionEngine): vectors are [n, 768 + 1280], CLIP-L's first.
+
+    Each prompt window goes through both hijacked embedders' own process_tokens (their emphasis, their CLIP skip
+    handling, EmbeddingsWithFixes picking 'clip_l'/'clip_g' from the vectors), joined as the conditioner joins
+    them; the pooled output of OpenCLIP-G's first window and each image's size/crop embeddings make the UNet's
+    vector input, as in GeneralConditioner.
+    """
+
+    def __init__(self, clip_skip: int = 1, clip_skip_setting: _SettingOverride | None = None):
+        super().__init__(clip_skip, clip_skip_setting)
+        conditioner = self.model.conditioner
+        self.text_embedders = [e for e in conditioner.embedders if hasattr(e, "process_tokens")]
+        if len(self.text_embedders) != 2:
+            self.close()
+            raise UserInputError(
+                "The loaded SDXL checkpoint has no CLIP-L text encoder (a refiner?); train on an SDXL base model."
+            )
+        probe = ["a photo, of (cat) 1girl"]
+        if self.text_embedders[0].tokenize(probe) != self.text_embedders[1].tokenize(probe):
+            self.close()
+            raise UserInputError("The loaded SDXL checkpoint's two tokenizers disagree; Embed Studio cannot train it.")
+        self.widths = [int(e.encode_embedding_init_text(",", 1).shape[-1]) for e in self.text_embedders]
+        self.keys = [getattr(e, "textual_inversion_key", None) for e in self._fix_modules()]
+        self.family = "sdxl"
+        self.token_dim = sum(self.widths)
+        self.size_embedders = {
+            getattr(e, "input_key", None): e for e in conditioner.embedders if not hasattr(e, "process_tokens")
+        }
+        missing = [key for key, _ in _SIZE_KEYS if key not in self.size_embedders]
+        if missing:
+            self.close()
+            raise UserInputError(f"The loaded SDXL checkpoint has no {', '.join(missing)} conditioning.")
+
+    def _fix_modules(self) -> list[Any]:
+        return [m for m in self.model.cond_stage_model.modules() if isinstance(m, sd_hijack.EmbeddingsWithFixes)]
+
+    @property
+    def _text_model(self) -> Any:
+        return self.text_embedders[0]
+
+    def _as_vec(self, vec: torch.Tensor) -> Any:
+        # The slices keep the gradient path to the one trainable tensor.
+        return {"clip_l": vec[:, : self.widths[0]], "clip_g": vec[:, self.widths[0] :]}
+
+    def token_vectors(self, text: str) -> torch.Tensor:
+        with torch.no_grad():
+            out = self.model.conditioner.encode_embedding_init_text(text, 75)
+        return out.detach().float().cpu()
+
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor, exact: bool = False) -> LatentDist:
+        # SDXL's VAE overflows in half precision (NaN latents): always encode in float32.
+        self._restore_vae_device()
+        vae = self.model.first_stage_model
+        old_dtype = next(vae.parameters()).dtype
+        if old_dtype != torch.float32:
+            vae.to(dtype=torch.float32)
+        try:
+            moments = vae.quant_conv(vae.encoder(pixels.to(self.device, torch.float32)))
+            mean, logvar = torch.chunk(moments, 2, dim=1)
+            std = torch.exp(0.5 * torch.clamp(logvar, -30.0, 20.0))
+            scale = float(self.model.scale_factor)
+            return LatentDist(mean.float() * scale, std.float() * scale)
+        finally:
+            if old_dtype != torch.float32:
+                vae.to(dtype=old_dtype)
+
+    def encode_prompts(self, prompts: Sequence[PromptTokens], vectors: torch.Tensor | None = None) -> PooledCond:
+        self._apply_clip_skip()
+        trained = (
+            _TrainedVectors("embed-studio", self._as_vec(vectors.to(self.device))) if vectors is not None else None
+        )
+        n_chunks = max(len(p.chunks) for p in prompts)
+        if len(prompts) > 1 and any(p.emphasis for p in prompts):
+            # Emphasis restores the mean over the batch it is given; txt2img gives it one prompt.
+            parts = [self._encode([p], trained, n_chunks) for p in prompts]
+            return PooledCond(torch.cat([c.context for c in parts]), torch.cat([c.pooled for c in parts]))
+        return self._encode(prompts, trained, n_chunks)
+
+    def _encode(self, prompts: Sequence[PromptTokens], trained: _TrainedVectors | None, n_chunks: int) -> PooledCond:
+        hijack = sd_hijack.model_hijack
+        empty = self.text_embedders[0].empty_chunk()
+        contexts, pooled = [], None
+        try:
+            with self.autocast():
+                for index in range(n_chunks):
+                    tokens, multipliers, fixes = self._chunk_batch(prompts, trained, index, empty)
+                    zs = []
+                    for embedder in self.text_embedders:
+                        hijack.fixes = fixes  # EmbeddingsWithFixes consumes them: set for each encoder
+                        zs.append(embedder.process_tokens(tokens, multipliers))
+                    if index == 0:
+                        pooled = zs[1].pooled  # the WebUI takes the first window's pooled output
+                    contexts.append(torch.cat(zs, dim=-1))
+        finally:
+            hijack.fixes = None
+        return PooledCond(torch.hstack(contexts), pooled)
+
+    def attach_hypernetwork(self, layers: HypernetworkLayers | None) -> None:
+        if layers is not None:
+            raise UserInputError(SDXL_HYPERNETWORK_REFUSAL)
+        super().attach_hypernetwork(None)
+
+    def predict(
+        self, noisy_latents: torch.Tensor, timesteps: torch.Tensor, cond: Any, sizes: Sequence[SizeCond] | None = None
+    ) -> torch.Tensor:
+        if sizes is None:
+            h, w = (int(d) * self.latent_factor for d in noisy_latents.shape[-2:])
+            sizes = [SizeCond((h, w), (0, 0), (h, w))] * noisy_latents.shape[0]
+        vector = [cond.pooled]
+        for key, field in _SIZE_KEYS:
+            values = torch.tensor([getattr(s, field) for s in sizes], dtype=torch.float32, device=self.device)
+            vector.append(self.size_embedders[key](values))
+        with self.autocast():
+            dtype = next(self.model.model.diffusion_model.parameters()).dtype
+            c = {"crossattn": cond.context.to(dtype), "vector": torch.cat(vector, dim=1).to(dtype)}
+            return self.model.apply_model(noisy_latents.to(dtype), timesteps, c)
+
+
 class WebUIProvider:
     """The WebUI lends its loaded model: under its GPU lock, with CLIP skip, VAE and hijack state restored."""
 
@@ -528,6 +686,9 @@ class WebUIProvider:
     def default_clip_skip(self) -> int:
         return int(shared.opts.data.get(CLIP_SKIP_KEY, shared.opts.get_default(CLIP_SKIP_KEY)) or 1)
 
+    def default_size(self, model: str = "") -> int:
+        return 1024 if getattr(shared.sd_model, "is_sdxl", False) else 512  # SDXL trains at a 1024x1024 area
+
     def vae_choices(self) -> list[str]:
         sd_vae.refresh_vae_list()
         return [CHECKPOINT_VAE, *sd_vae.vae_dict]
@@ -565,7 +726,8 @@ class WebUIProvider:
                 # The guides' "fried embedding": a VAE other than the checkpoint's own skews the latents.
                 sd_vae.reload_vae_weights(sd_model, vae_file=wanted_vae)
             clip_skip_setting = _SettingOverride(CLIP_SKIP_KEY, int(clip_skip))
-            backend = WebUIBackend(int(clip_skip), clip_skip_setting)
+            kind = WebUIXLBackend if getattr(sd_model, "is_sdxl", False) else WebUIBackend
+            backend = kind(int(clip_skip), clip_skip_setting)
             print(
                 f"Embed Studio: training on {backend.checkpoint_title} [{backend.checkpoint_hash}] with VAE: "
                 f"{backend.vae_label}, CLIP skip {clip_skip}"

@@ -46,12 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     hn.set_defaults(func=_create_hypernetwork)
 
 
-def _output(folder: str, name: str, overwrite: bool) -> Path:
+def _output(folder: str, name: str, overwrite: bool, family: str = "") -> Path:
     from embed_studio.errors import UserInputError
     from embed_studio.fileio import ensure_writable_dir
     from embed_studio.train.create import default_target
 
-    path = default_target(folder, name)
+    path = default_target(folder, name, family)
     if path.exists() and not overwrite:
         raise UserInputError(f"{path} already exists. Pick another name, or pass --overwrite to replace it.")
     # Checked before the model loads, so a wrong --dir fails in a second, not after the load.
@@ -65,8 +65,8 @@ def _create_embedding(args: argparse.Namespace) -> int:
     from embed_studio.train.create import create_embedding, name_clashes
     from embed_studio.train.prompts import image_caption
 
-    path = _output(args.dir, args.name, args.overwrite)
     backend = StandaloneBackend.load(args.model, "cpu")
+    path = _output(args.dir, args.name, args.overwrite, backend.family)  # SDXL: NAME.safetensors
     data = create_embedding(backend, args.name, args.init_text, args.vectors, clip_skip=args.clip_skip)
     if args.dataset:
         from embed_studio.dataset.folder import list_images

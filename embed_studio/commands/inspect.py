@@ -112,9 +112,13 @@ def format_summary(info: dict[str, Any]) -> str:
         if info.get("sd_checkpoint"):
             checkpoint += f" [{info['sd_checkpoint']}]"
     if kind == "embedding":
-        lines.append(
-            f"  vectors: {info['vectors']}  dims: {info['dims']}  step: {info['step'] if info['step'] is not None else '-'}"
-        )
+        dims = info["dims"]
+        if info.get("parts"):
+            dims = " + ".join(f"{width} ({key})" for key, width in info["parts"].items())
+        step = info["step"] if info["step"] is not None else "-"
+        lines.append(f"  model: {info.get('model', 'unknown')}  vectors: {info['vectors']}  dims: {dims}  step: {step}")
+        if info.get("clip_skip") is not None:
+            lines.append(f"  CLIP skip: {info['clip_skip']}")
         lines.append(f"  checkpoint: {checkpoint}")
         lines.append(f"  format: {info['format']}  checksum: {info['checksum']}  prompt word: {info['prompt_word']}")
         if "analytics" in info:

@@ -210,6 +210,10 @@ def _config_from_args(args: argparse.Namespace) -> typing.Any:
         value = getattr(args, f.name, None)
         if f.name not in _POSITIONAL and value is not None:
             base[f.name] = value
+    if "width" not in base and "height" not in base:
+        from embed_studio.backends.standalone import default_size_for
+
+        base["width"] = base["height"] = default_size_for(args.model)  # SDXL buckets at a 1024x1024 area
     return TrainConfig.from_dict(base)
 
 
@@ -224,7 +228,7 @@ def _presets_dir(args: argparse.Namespace) -> typing.Any:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from embed_studio.backends.provider import StandaloneProvider
+    from embed_studio.backends.provider import CHECKPOINT_VAE, StandaloneProvider
     from embed_studio.errors import Cancelled
     from embed_studio.progress import status_line
     from embed_studio.train.job import make_train_job
@@ -239,7 +243,9 @@ def _train(args: argparse.Namespace) -> int:
         print(f"saved preset {args.save_preset!r}: {save_preset(_presets_dir(args), args.save_preset, config)}")
         return 0
     provider = StandaloneProvider(config.target_path.parent, device=config.device or None)
-    job = make_train_job(config, provider, log=lambda message: print(message, file=sys.stderr))
+    job = make_train_job(
+        config, provider, config.vae or CHECKPOINT_VAE, log=lambda message: print(message, file=sys.stderr)
+    )
     tty = sys.stderr.isatty()
 
     def show(status: typing.Any) -> None:

@@ -61,14 +61,20 @@ def assign_buckets(
     return dict(sorted(groups.items()))
 
 
+def cover_crop(size: tuple[int, int], bucket: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """How fit_to_bucket fits an image of `size` (w, h): the resized (w, h) and the crop's (left, top) in it."""
+    bw, bh = bucket
+    w, h = size
+    scale = max(bw / w, bh / h)
+    nw, nh = max(bw, round(w * scale)), max(bh, round(h * scale))
+    return (nw, nh), ((nw - bw) // 2, (nh - bh) // 2)
+
+
 def fit_to_bucket(image: Image.Image, bucket: tuple[int, int]) -> Image.Image:
     """Resize to cover the bucket keeping the aspect ratio, then centre-crop the rounding remainder."""
     bw, bh = bucket
-    w, h = image.size
-    scale = max(bw / w, bh / h)
-    nw, nh = max(bw, round(w * scale)), max(bh, round(h * scale))
-    resized = image.resize((nw, nh), Image.BICUBIC) if (nw, nh) != (w, h) else image
-    left, top = (nw - bw) // 2, (nh - bh) // 2
+    (nw, nh), (left, top) = cover_crop(image.size, bucket)
+    resized = image.resize((nw, nh), Image.BICUBIC) if (nw, nh) != image.size else image
     return resized.crop((left, top, left + bw, top + bh))
 
 

@@ -65,12 +65,22 @@ def _sidecar_status(path: Path, state: dict | None) -> str:
     return "matches" if state is not None else "stale (hash differs; the WebUI ignores it)"
 
 
+_FAMILY_BY_DIM = {768: "SD 1.x", 1024: "SD 2.x"}
+
+
 def _embedding_summary(emb: Any) -> dict[str, Any]:
+    from embed_studio.formats.embedding import SDXL_PARTS
+
+    ours = emb.extra.get("embed_studio") if isinstance(emb.extra.get("embed_studio"), dict) else {}
+    clip_skip = ours.get("clip_skip")
     return {
         "kind": "embedding",
         "name": emb.name,
         "vectors": emb.n_vectors,
         "dims": emb.dim,
+        "model": "SDXL" if emb.is_sdxl else _FAMILY_BY_DIM.get(emb.dim, "unknown"),
+        "parts": {key: width for key, width in SDXL_PARTS} if emb.is_sdxl else None,
+        "clip_skip": clip_skip if isinstance(clip_skip, int) else None,
         "step": emb.step,
         "sd_checkpoint": emb.sd_checkpoint,
         "sd_checkpoint_name": emb.sd_checkpoint_name,

@@ -19,6 +19,10 @@ WEBUI_EMBEDDING_KEYS = ("string_to_token", "string_to_param", "name", "step", "s
 # The token id the WebUI writes for '*' (a leftover of the original textual-inversion code).
 WEBUI_STAR_TOKEN = 265
 SAFETENSORS_KEY = "emb_params"
+# An SDXL embedding holds one tensor per text encoder, under these keys (the WebUI's textual_inversion_key);
+# the trainer sees them side by side as one [n, 768 + 1280] tensor, CLIP-L first as the WebUI concatenates them.
+SDXL_PARTS = (("clip_l", 768), ("clip_g", 1280))
+SDXL_DIM = sum(width for _, width in SDXL_PARTS)
 IMAGE_SUFFIXES = (".png", ".webp", ".jxl", ".avif")
 PT_SUFFIXES = (".pt", ".bin")
 
@@ -40,6 +44,22 @@ class EmbeddingData:
     def dim(self) -> int:
         return int(self.vectors.shape[-1])
 
+    @property
+    def is_sdxl(self) -> bool:
+        # No single-encoder model is 2048 wide, and the WebUI cannot use a 2048-wide single tensor on SDXL.
+        return self.dim == SDXL_DIM
+
+    def sdxl_parts(self) -> dict[str, torch.Tensor]:
+        """{'clip_l': [n, 768], 'clip_g': [n, 1280]} float32 CPU: the tensors an SDXL file holds."""
+        import torch
+
+        vec = self.vectors.detach().to("cpu", torch.float32)
+        parts, start = {}, 0
+        for key, width in SDXL_PARTS:
+            parts[key] = vec[:, start : start + width].contiguous().clone()
+            start += width
+        return parts
+
     def checksum(self) -> str:
         """The WebUI's Embedding.checksum(): the hash its optimizer sidecar (.pt.optim) is matched on."""
         import torch
@@ -52,9 +72,14 @@ class EmbeddingData:
         return f"{r & 0xFFFF:04x}"
 
     def to_webui_dict(self) -> dict[str, Any]:
-        """The dict Embedding.save writes (and the PNG chunk/border carry), our extras after its keys."""
+        """The dict Embedding.save writes (and the PNG chunk/border carry), our extras after its keys.
+
+        For SDXL only the two tensors: the WebUI turns every value of an SDXL dict into a tensor, so a name or
+        step beside them would make it refuse the file (the WebUI then names it by its file name)."""
         import torch
 
+        if self.is_sdxl:
+            return self.sdxl_parts()
         vec = self.vectors.detach().to("cpu", torch.float32).contiguous().clone()
         data: dict[str, Any] = {
             "string_to_token": {"*": WEBUI_STAR_TOKEN},
@@ -84,9 +109,8 @@ def embedding_from_dict(data: Any, name: str, source: str | os.PathLike = "embed
         vec = next(iter(params.values()))
         extra = {k: v for k, v in data.items() if k not in WEBUI_EMBEDDING_KEYS}
     elif "clip_g" in data and "clip_l" in data:
-        raise FileFormatError(
-            f"{source}: this is an SDXL embedding (clip_g/clip_l); only SD 1.x/2.x embeddings are supported."
-        )
+        vec = _sdxl_vectors(data, source)
+        extra = {}
     elif len(data) == 1 and isinstance(next(iter(data.values())), torch.Tensor):
         # diffusers concept files and .safetensors embeddings: one tensor under any key
         vec = next(iter(data.values()))
@@ -108,6 +132,25 @@ def embedding_from_dict(data: Any, name: str, source: str | os.PathLike = "embed
         sd_checkpoint_name=_str_or(data.get("sd_checkpoint_name"), None),
         extra=extra,
     )
+
+
+def _sdxl_vectors(data: dict, source: str | os.PathLike) -> torch.Tensor:
+    import torch
+
+    parts = []
+    for key, width in SDXL_PARTS:
+        part = data[key]
+        if isinstance(part, torch.Tensor) and part.dim() == 1:
+            part = part.unsqueeze(0)
+        if not isinstance(part, torch.Tensor) or part.dim() != 2 or part.shape[-1] != width or part.numel() == 0:
+            shape = list(part.shape) if isinstance(part, torch.Tensor) else type(part).__name__
+            raise FileFormatError(f"{source}: an SDXL embedding needs '{key}' as [vectors, {width}], found {shape}.")
+        parts.append(part.detach().to("cpu", torch.float32))
+    if parts[0].shape[0] != parts[1].shape[0]:
+        raise FileFormatError(
+            f"{source}: clip_l has {parts[0].shape[0]} vectors but clip_g {parts[1].shape[0]}; they must match."
+        )
+    return torch.cat(parts, dim=1)
 
 
 def load_embedding(path: str | os.PathLike) -> EmbeddingData:
@@ -139,6 +182,11 @@ def save_embedding(data: EmbeddingData, path: str | os.PathLike) -> None:
     """Write by suffix: .pt (WebUI layout, passes its safe unpickler) or .safetensors; atomic."""
     path = Path(path)
     suffix = path.suffix.lower()
+    if suffix == ".pt" and data.is_sdxl:
+        raise FileFormatError(
+            f"{path}: an SDXL embedding is saved as .safetensors; in a .pt the WebUI reads it only without its "
+            "step and checkpoint. Use the name with .safetensors."
+        )
     if suffix == ".pt":
         from embed_studio.formats.torchfile import save_webui_pt
 
@@ -175,8 +223,11 @@ def _save_safetensors(data: EmbeddingData, path: Path) -> None:
             meta["embed_studio_extra"] = json.dumps(data.extra)
         except TypeError as e:
             raise FileFormatError(f"{path}: extra metadata is not JSON-serialisable for .safetensors ({e}).") from e
-    vec = data.vectors.detach().to("cpu", torch.float32).contiguous()
-    atomic_write_bytes(path, safetensors.torch.save({SAFETENSORS_KEY: vec}, metadata=meta))
+    if data.is_sdxl:
+        tensors = data.sdxl_parts()  # the WebUI's SDXL layout; it reads the tensors and ignores the metadata
+    else:
+        tensors = {SAFETENSORS_KEY: data.vectors.detach().to("cpu", torch.float32).contiguous()}
+    atomic_write_bytes(path, safetensors.torch.save(tensors, metadata=meta))
 
 
 def _load_safetensors(path: Path) -> EmbeddingData:

@@ -110,6 +110,13 @@ def _dot_pattern(block: np.ndarray, shades: np.ndarray) -> np.ndarray:
     return block ^ (np.array(im).astype(np.uint8) & 0xF0)
 
 
+def _first_vectors(data: dict) -> Any:
+    """The vectors the border's dots and the footer are drawn from: the term's, or an SDXL file's first tensor."""
+    if "string_to_param" in data:
+        return next(iter(data["string_to_param"].values()))
+    return next(v for v in data.values() if hasattr(v, "detach"))
+
+
 def add_data_border(image: Image.Image, data: dict) -> Image.Image:
     """The WebUI's visual data border: zlib'd JSON as nibbles in a strip left (low) and right (high)."""
     packed = np.frombuffer(zlib.compress(embedding_json(data).encode(), level=9), np.uint8)
@@ -120,7 +127,7 @@ def add_data_border(image: Image.Image, data: dict) -> Image.Image:
     low = np.resize(packed & 0x0F, size).reshape((h, -1, _CHANNELS))
     high = np.resize(packed >> 4, size).reshape((h, -1, _CHANNELS))
 
-    vectors = next(iter(data["string_to_param"].values())).detach().cpu().double().numpy()
+    vectors = _first_vectors(data).detach().cpu().double().numpy()
     vec0 = np.abs(vectors.reshape(-1, vectors.shape[-1])[0][:1024])
     peak = float(vec0.max()) if vec0.size else 0.0
     shades = (vec0 / peak * 255).astype(np.uint8) if peak > 0 else np.zeros(max(1, vec0.size), np.uint8)
@@ -249,7 +256,7 @@ def write_png_embedding(image: Image.Image, data: dict, path: str | os.PathLike,
     """Save a PNG with the embedding in an 'sd-ti-embedding' chunk and a data border; atomic."""
     from embed_studio.fileio import atomic_writer
 
-    vec = next(iter(data["string_to_param"].values()))
+    vec = _first_vectors(data)
     if caption is not None:
         footer = (
             str(data.get("sd_checkpoint_name") or ""),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from embed_studio.backends.base import Backend
+from embed_studio.backends.base import SDXL_HYPERNETWORK_REFUSAL, Backend
 from embed_studio.errors import UserInputError
 from embed_studio.formats.hypernetwork import webui_dropout_structure
 from embed_studio.train.hypernetwork_modules import (
@@ -100,6 +100,8 @@ def create_hypernetwork(
     """A new HypernetworkData with freshly initialised modules for each context size (the WebUI's semantics)."""
     from embed_studio.formats.hypernetwork import HypernetworkData
 
+    if backend is not None and backend.family == "sdxl":
+        raise UserInputError(SDXL_HYPERNETWORK_REFUSAL)
     name = clean_name(name)
     structure = parse_layer_structure(layer_structure)
     sizes = sorted({int(s) for s in sizes})
@@ -159,5 +161,11 @@ def create_hypernetwork(
     )
 
 
-def default_target(folder: str | Path, name: str) -> Path:
-    return Path(folder).expanduser() / f"{clean_name(name)}.pt"
+def default_target(folder: str | Path, name: str, family: str | None = None) -> Path:
+    """FOLDER/NAME.pt; for an SDXL embedding NAME.safetensors, the one form the WebUI reads with its step and
+    checkpoint. With the family unknown, an existing NAME.safetensors is found where there is no NAME.pt."""
+    base = Path(folder).expanduser() / clean_name(name)
+    pt, safetensors = base.with_name(base.name + ".pt"), base.with_name(base.name + ".safetensors")
+    if family == "sdxl" or (family is None and not pt.exists() and safetensors.exists()):
+        return safetensors
+    return pt

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embed_studio.backends.base import Backend, LatentDist
-from embed_studio.dataset.buckets import bucket_size, fit_to_bucket
+from embed_studio.backends.base import Backend, LatentDist, SizeCond
+from embed_studio.dataset.buckets import bucket_size, cover_crop, fit_to_bucket
 from embed_studio.dataset.folder import list_images
 from embed_studio.dataset.imageio import load_rgb
 from embed_studio.errors import CorruptImageError, DatasetError
@@ -39,6 +39,7 @@ class Bucket:
     flipped_mean: torch.Tensor | None = None  # the mirrored images' latents (flip augmentation)
     flipped_std: torch.Tensor | None = None
     pixels: torch.Tensor | None = None  # [N, 3, H, W] uint8 on the CPU, kept only for colour jitter
+    sizes: list[SizeCond] = field(default_factory=list)  # per image: SDXL's size conditioning
 
 
 @dataclass
@@ -61,6 +62,10 @@ class TrainingSet:
             return None
         weight = b.weight.index_select(0, torch.tensor(indices, device=b.weight.device))
         return _pick(flips, weight.flip(-1), weight)
+
+    def size_conds(self, bucket: int, indices: list[int]) -> list[SizeCond] | None:
+        sizes = self.buckets[bucket].sizes
+        return [sizes[i] for i in indices] if sizes else None
 
     def latents(
         self,
@@ -178,6 +183,7 @@ def prepare_training_set(
     skipped: list[str] = []
     # Each image is resized to its bucket as soon as it is read, so only training-sized copies stay in memory.
     images: dict[Path, Image.Image] = {}
+    size_conds: dict[Path, SizeCond] = {}
     groups: dict[tuple[int, int], list[Path]] = {}
     area = width * height
     for i, path in enumerate(paths):
@@ -197,6 +203,8 @@ def prepare_training_set(
                 skipped.append(f"{path.name}: {e}")
                 continue
         images[path] = fit_to_bucket(image, size)
+        _, (left, top) = cover_crop(image.size, size)
+        size_conds[path] = SizeCond((image.height, image.width), (top, left), (size[1], size[0]))
         groups.setdefault(size, []).append(path)
     groups = dict(sorted(groups.items()))
     buckets: list[Bucket] = []
@@ -250,7 +258,7 @@ def prepare_training_set(
         buckets.append(
             Bucket(
                 size, kept_paths, captions, mean, std if random_std else None, weight, flipped_mean,
-                flipped_std if random_std else None, pixels,
+                flipped_std if random_std else None, pixels, [size_conds[p] for p in kept_paths],
             )
         )  # fmt: skip
     if not buckets:

@@ -363,7 +363,8 @@ class _Run:
         noisy = a * latents + s * noise
         wanted = noise if backend.prediction_type == "epsilon" else a * noise - s * latents
         cond = self.target.condition(texts, [self._tokens(x) for x in texts])
-        error = (backend.predict(noisy, t, cond).float() - wanted.float()) ** 2
+        prediction = backend.predict(noisy, t, cond, data.size_conds(bucket, indices))
+        error = (prediction.float() - wanted.float()) ** 2
         weight = data.weights(bucket, indices, flips)
         if weight is not None:
             error = error * weight
@@ -415,7 +416,7 @@ class _Run:
         if ((config.save_every and step % config.save_every == 0) or cycle_end) and step < self.end:
             copies_dir = self.log_dir / ("embeddings" if config.kind == "embedding" else "hypernetworks")
             copies_dir.mkdir(parents=True, exist_ok=True)
-            copy = copies_dir / f"{config.name}-{step}.pt"
+            copy = copies_dir / f"{config.name}-{step}{config.target_path.suffix}"  # SDXL files are .safetensors
             snapshot = self._save(copy, name=f"{config.name}-{step}")
             self.result.copies.append(str(copy))
             self._save_main()

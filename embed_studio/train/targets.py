@@ -39,7 +39,7 @@ class EmbeddingTarget:
         if self.data.dim != backend.token_dim:
             raise FileFormatError(
                 f"{path.name} has {self.data.dim}-wide vectors but this model uses {backend.token_dim}: it was made for "
-                "another model family (SD1 is 768, SD2 1024). Create a new embedding for this model."
+                "another model family (SD1 is 768, SD2 1024, SDXL 768 + 1280). Create a new embedding for this model."
             )
         if self.data.n_vectors > 75:
             raise FileFormatError(

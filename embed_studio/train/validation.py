@@ -65,7 +65,7 @@ class ValidationSet:
     @torch.no_grad()
     def loss(
         self,
-        predict: Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor],
+        predict: Callable[[torch.Tensor, torch.Tensor, Any, Any], torch.Tensor],
         condition: Callable[[list[str]], Any],
         sqrt_acp: torch.Tensor,
         sqrt_1m_acp: torch.Tensor,
@@ -78,12 +78,14 @@ class ValidationSet:
             latents = bucket.mean.index_select(0, torch.tensor(fixed.indices, device=bucket.mean.device))
             weight = self.data.weights(fixed.bucket, fixed.indices)
             cond = condition([self.prompts[fixed.bucket][i] for i in fixed.indices])
+            sizes = self.data.size_conds(fixed.bucket, fixed.indices)  # SDXL's per-image size conditioning
             for noise, t in zip(fixed.noise, fixed.timesteps, strict=True):
                 ts = t.repeat(len(fixed.indices)).to(latents.device)
                 a = sqrt_acp[ts].view(-1, 1, 1, 1)
                 s = sqrt_1m_acp[ts].view(-1, 1, 1, 1)
                 wanted = a * noise - s * latents if v_prediction else noise
-                error = (predict(a * latents + s * noise, ts, cond).float() - wanted.float()) ** 2
+                prediction = predict(a * latents + s * noise, ts, cond, sizes)
+                error = (prediction.float() - wanted.float()) ** 2
                 if weight is not None:
                     error = error * weight
                 total += float(error.mean()) * len(fixed.indices)

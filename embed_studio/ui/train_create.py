@@ -109,10 +109,10 @@ class CreatePanels:
         )
 
     # -- handlers --------------------------------------------------------------------------
-    def _new_path(self, kind: str, name: str, overwrite: bool) -> Path:
+    def _new_path(self, kind: str, name: str, overwrite: bool, family: str = "") -> Path:
         if not (name or "").strip():
             raise UserInputError("Enter a name first.")
-        path = default_target(folder_for(kind, self.provider), name)
+        path = default_target(folder_for(kind, self.provider), name, family)
         if path.exists() and not overwrite:
             raise UserInputError(
                 f"{path.name} already exists. Pick another name, tick Overwrite to replace it, or Train that file "
@@ -147,6 +147,8 @@ class CreatePanels:
         try:
             with self.provider.session(model, CHECKPOINT_VAE, clip) as backend:
                 data = create_embedding(backend, name, init_text or "", n_vectors, clip_skip=clip)
+            if data.is_sdxl:
+                path = self._new_path("embedding", name, overwrite, "sdxl")  # SDXL files are .safetensors
             path.parent.mkdir(parents=True, exist_ok=True)
             save_embedding(data, path)
         except (EmbedStudioError, OSError) as e:

@@ -152,8 +152,10 @@ class TrainTab(Tab):
                     for name in ("shuffle_tags", "keep_first_tags", "tag_dropout"):
                         field(name)
                 with gr.Row():
-                    for name in ("width", "height", "variable_size"):
-                        field(name)
+                    sized = getattr(provider, "default_size", None)  # 1024 on SDXL: read when the page loads
+                    for name in ("width", "height"):
+                        field(name, **({"value": sized} if sized else {}))
+                    field("variable_size")
                 with gr.Row():
                     field("clip_grad_mode")
                     field("clip_grad_value")

@@ -27,6 +27,8 @@ def training_config(config: Any, provider: Any) -> tuple[Any, str]:
     data = dict(config)
     data.setdefault("model", "")
     data.setdefault("clip_skip", provider.default_clip_skip())
+    if "width" not in data and "height" not in data and hasattr(provider, "default_size"):
+        data["width"] = data["height"] = provider.default_size()
     if provider.templates_dir is not None:
         data.setdefault("templates_dir", str(provider.templates_dir))
     fields = TrainConfig.checked_fields(data)
@@ -136,11 +138,16 @@ def start_create_job(
         create_hypernetwork(name, [8], **hypernetwork_options)
 
     def work(ctx: Any) -> str:
+        nonlocal path
         with provider.session("", CHECKPOINT_VAE, provider.default_clip_skip()) as backend:
             if kind == "embedding":
                 from embed_studio.formats.embedding import save_embedding
 
                 data = create_embedding(backend, name, init_text, n_vectors, clip_skip=provider.default_clip_skip())
+                if data.is_sdxl and path.suffix == ".pt":
+                    path = path.with_suffix(".safetensors")  # the WebUI reads SDXL vectors with their step from these
+                    if path.exists() and not overwrite:
+                        raise UserInputError(f"{path} already exists. Pick another name, or train that file.")
                 path.parent.mkdir(parents=True, exist_ok=True)
                 save_embedding(data, path)
             else:

@@ -12,6 +12,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_sd import build_tiny_sd  # noqa: E402
+from tiny_sdxl import build_tiny_sdxl  # noqa: E402
 
 CAPTIONS = [
     "1girl, solo, black hair, red eyes",
@@ -41,6 +42,11 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_v(tmp_path_factory) -> Path:
     return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd-v"), "v_prediction")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    return build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
 
 
 @pytest.fixture

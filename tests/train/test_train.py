@@ -107,8 +107,8 @@ class _NanAfter(StandaloneBackend):
     calls = 0
     fail_at = 3
 
-    def predict(self, noisy_latents, timesteps, cond):
-        out = super().predict(noisy_latents, timesteps, cond)
+    def predict(self, noisy_latents, timesteps, cond, sizes=None):
+        out = super().predict(noisy_latents, timesteps, cond, sizes)
         type(self).calls += 1
         return out * float("nan") if type(self).calls >= self.fail_at else out
 

@@ -1,0 +1,222 @@
+"""SDXL in the standalone backend: the diffusers SDXL parts, the WebUI's conditioning, the CLI end to end, resume;
+and models the trainer cannot handle refused by name."""
+
+import json
+
+import pytest
+import safetensors.torch
+import torch
+from PIL import Image
+
+from embed_studio.backends.base import Backend
+from embed_studio.cli import main
+from embed_studio.errors import FileFormatError, UserInputError
+from embed_studio.formats.embedding import load_embedding
+
+
+@pytest.fixture(scope="module")
+def xl(tiny_sdxl):
+    from embed_studio.backends.standalone import StandaloneBackend
+
+    return StandaloneBackend.load(tiny_sdxl, "cpu")
+
+
+def test_sdxl_folder_loads_as_a_two_encoder_backend(xl):
+    assert isinstance(xl, Backend)
+    assert xl.family == "sdxl" and xl.token_dim == 768 + 1280 and xl.default_size == 1024
+
+
+def test_conditioning_matches_the_diffusers_sdxl_pipeline(xl, tiny_sdxl):
+    """Without emphasis or vectors our conditioning is SDXL's own: penultimate layers of both encoders side by
+    side, OpenCLIP-G's pooled output, G padded with '!' after its end token."""
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl)
+    prompt = "a photo of the black cat"
+    embeds, _, pooled, _ = pipe.encode_prompt(prompt, device="cpu", do_classifier_free_guidance=False)
+    ours = xl.encode_prompts([xl.tokenize(prompt)])
+    assert ours.context.shape == embeds.shape == (1, 77, 2048)
+    torch.testing.assert_close(ours.context, embeds)
+    torch.testing.assert_close(ours.pooled, pooled)
+
+
+def test_vectors_reach_both_encoders_and_the_pooled_output(xl):
+    tokens = [xl.tokenize("a photo of xlchar", "xlchar", 2)]
+    vectors = torch.zeros(2, 2048, requires_grad=True)
+    cond = xl.encode_prompts(tokens, vectors)
+    (cond.context.square().mean() + cond.pooled.square().mean()).backward()
+    assert vectors.grad[:, :768].abs().sum() > 0 and vectors.grad[:, 768:].abs().sum() > 0
+    # Only G's vectors reach the pooled output (SDXL pools OpenCLIP-G alone).
+    vectors.grad = None
+    xl.encode_prompts(tokens, vectors).pooled.sum().backward()
+    assert vectors.grad[:, :768].abs().sum() == 0 and vectors.grad[:, 768:].abs().sum() > 0
+
+
+def test_size_conditioning_reaches_the_unet(xl):
+    from embed_studio.backends.base import SizeCond
+
+    torch.manual_seed(0)
+    latents = torch.randn(1, 4, 8, 8)
+    cond = xl.encode_prompts([xl.tokenize("a cat")])
+    t = torch.tensor([500])
+    plain = xl.predict(latents, t, cond)
+    same = xl.predict(latents, t, cond, [SizeCond((64, 64), (0, 0), (64, 64))])
+    cropped = xl.predict(latents, t, cond, [SizeCond((200, 64), (68, 0), (64, 64))])
+    torch.testing.assert_close(plain, same)  # no sizes = the latents' own size, uncropped
+    assert not torch.allclose(plain, cropped)
+
+
+def test_training_set_records_original_size_and_crop_per_image(xl, tmp_path):
+    from embed_studio.backends.base import SizeCond
+    from embed_studio.train.data import prepare_training_set
+
+    Image.new("RGB", (200, 100), "red").save(tmp_path / "wide.png")
+    Image.new("RGB", (64, 64), "blue").save(tmp_path / "square.png")
+    data = prepare_training_set(
+        xl, tmp_path, width=64, height=64, variable_size=False, bucket_step=32, latent_sampling="deterministic", seed=0
+    )
+    sizes = {p.name: s for b in data.buckets for p, s in zip(b.paths, b.sizes, strict=True)}
+    # 200x100 covers 64x64 at 128x64: 32 px cut from the left; sizes are (height, width), crops (top, left).
+    assert sizes["wide.png"] == SizeCond((100, 200), (0, 32), (64, 64))
+    assert sizes["square.png"] == SizeCond((64, 64), (0, 0), (64, 64))
+
+
+def test_sdxl_vae_encodes_in_fp32_whatever_the_precision(xl):
+    xl.configure("bf16")
+    try:
+        assert next(xl.vae.parameters()).dtype == torch.float32
+        assert next(xl.unet.parameters()).dtype == torch.bfloat16
+        latents = xl.encode_images(torch.rand(1, 3, 64, 64) * 2 - 1)
+        assert latents.mean.dtype == torch.float32 and torch.isfinite(latents.mean).all()
+    finally:
+        xl.configure("fp32")
+
+
+def test_init_text_goes_through_both_tokenizers_and_too_long_is_refused(xl):
+    from embed_studio.train.create import create_embedding
+
+    data = create_embedding(xl, "xlchar", "red eyes", 4)
+    emb_l = xl.text_encoder.get_input_embeddings().weight
+    emb_g = xl.text_encoder_2.get_input_embeddings().weight
+    red = xl.tokenizer("red", add_special_tokens=False).input_ids[0]
+    torch.testing.assert_close(data.vectors[0], torch.cat([emb_l[red], emb_g[red]]))
+    with pytest.raises(UserInputError, match="needs 5 tokens"):
+        create_embedding(xl, "xlchar", "black hair, red eyes", 2)
+
+
+def _train_args(model, dataset, emb_dir, steps):
+    return ["train", "embedding", "--model", str(model), "--dataset", str(dataset), "--name", "xlchar",
+            "--dir", str(emb_dir), "--log-dir", str(emb_dir.parent / "logs"), "--lr", "0.05", "--steps", str(steps), "--batch-size", "2", "--width", "64",
+            "--height", "64", "--bucket-step", "32", "--save-every", "1", "--preview-every", "0"]  # fmt: skip
+
+
+def test_cli_create_train_and_resume_on_sdxl(tmp_path, tiny_sdxl, dataset, capsys):
+    emb_dir = tmp_path / "embeddings"
+    create = ["create", "embedding", "xlchar", "--model", str(tiny_sdxl), "--init-text", "red eyes",
+              "--vectors", "2", "--dir", str(emb_dir), "--clip-skip", "2"]  # fmt: skip
+    assert main(create) == 0
+    path = emb_dir / "xlchar.safetensors"
+    raw = safetensors.torch.load_file(str(path))
+    assert sorted(raw) == ["clip_g", "clip_l"] and raw["clip_l"].shape == (2, 768) and raw["clip_g"].shape == (2, 1280)
+    start = load_embedding(path)
+    assert start.step == 0 and start.extra["embed_studio"]["model_family"] == "sdxl"
+    assert main(["create", "embedding", "other", "--model", str(tiny_sdxl), "--init-text", "black hair, red eyes",
+                 "--vectors", "1", "--dir", str(emb_dir)]) == 1  # fmt: skip
+    assert "needs 5 tokens" in capsys.readouterr().err
+
+    assert main(_train_args(tiny_sdxl, dataset, emb_dir, 2) + ["--preview-every", "2", "--preview-steps", "2"]) == 0
+    # The preview is drawn with the SDXL pipeline and carries the two tensors the WebUI can read back.
+    from embed_studio.formats.png_embed import read_image_embedding
+
+    preview = emb_dir.parent / "logs" / "image_embeddings" / "xlchar-2.png"
+    assert (emb_dir.parent / "logs" / "images" / "xlchar-2.png").is_file()
+    assert sorted(read_image_embedding(preview)) == ["clip_g", "clip_l"]
+    trained = load_embedding(path)
+    assert trained.step == 2 and not torch.equal(trained.vectors, start.vectors)
+    assert torch.isfinite(trained.vectors).all()
+    assert (emb_dir / "xlchar.safetensors.optim").is_file()
+    capsys.readouterr()
+
+    assert main(_train_args(tiny_sdxl, dataset, emb_dir, 4)) == 0
+    err = capsys.readouterr().err
+    assert "resuming xlchar.safetensors at step 2 with its optimizer state" in err
+    resumed = load_embedding(path)
+    assert resumed.step == 4 and not torch.equal(resumed.vectors, trained.vectors)
+    copies = sorted(p.name for p in (emb_dir.parent / "logs").rglob("xlchar-*") if p.suffix in (".pt", ".safetensors"))
+    assert copies == ["xlchar-1.safetensors", "xlchar-3.safetensors"]  # the copies are SDXL files too
+
+
+def test_cli_defaults_sdxl_buckets_to_1024(tiny_sdxl, tiny_model):
+    import argparse
+
+    from embed_studio.commands import train as train_cmd
+
+    parser = argparse.ArgumentParser()
+    train_cmd.register(parser.add_subparsers())
+    for model, side in ((tiny_sdxl, 1024), (tiny_model, 512)):
+        args = parser.parse_args(["train", "embedding", "--model", str(model), "--dataset", "d", "--name", "n"])
+        config = train_cmd._config_from_args(args)
+        assert (config.width, config.height) == (side, side)
+    args = parser.parse_args(["train", "embedding", "--model", str(tiny_sdxl), "--dataset", "d", "--name", "n",
+                              "--width", "768", "--height", "768"])  # fmt: skip
+    assert train_cmd._config_from_args(args).width == 768
+
+
+def test_hypernetworks_are_refused_on_sdxl(tmp_path, tiny_sdxl, capsys):
+    assert main(["create", "hypernetwork", "hn", "--model", str(tiny_sdxl), "--dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "on SDXL train an embedding" in err and "WebUI does apply" in err
+    assert not (tmp_path / "hn.pt").exists()
+
+
+def test_other_pipelines_are_refused_by_name(tmp_path):
+    from embed_studio.backends.standalone import StandaloneBackend
+
+    folder = tmp_path / "sd3"
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        (folder / sub).mkdir(parents=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusion3Pipeline"}))
+    with pytest.raises(FileFormatError, match="StableDiffusion3Pipeline model; the standalone trainer handles"):
+        StandaloneBackend.load(folder, "cpu")
+
+
+def test_sdxl_single_file_is_refused_with_how_to_convert(tmp_path, capsys):
+    path = tmp_path / "xl.safetensors"
+    safetensors.torch.save_file({"conditioner.embedders.1.model.ln_final.weight": torch.ones(4)}, str(path))
+    assert main(["create", "embedding", "x", "--model", str(path), "--dir", str(tmp_path / "e")]) == 1
+    err = capsys.readouterr().err
+    assert "single-file SDXL checkpoint" in err and "diffusers folder" in err
+
+
+def test_a_picked_fp16_fixed_vae_replaces_the_checkpoints(tmp_path, tiny_sdxl, tiny_model):
+    """--vae FOLDER (a diffusers VAE with force_upcast off, like the fp16-fixed SDXL VAE) may run in half precision;
+    the checkpoint's own SDXL VAE never does."""
+    from diffusers import AutoencoderKL
+
+    from embed_studio.backends.provider import StandaloneProvider
+
+    vae = AutoencoderKL.from_pretrained(tiny_sdxl, subfolder="vae")
+    vae.register_to_config(force_upcast=False)
+    vae.save_pretrained(tmp_path / "fixed-vae")
+    provider = StandaloneProvider(tmp_path / "out", device="cpu")
+    with provider.session(str(tiny_sdxl), str(tmp_path / "fixed-vae")) as backend:
+        assert backend.vae_half_safe
+        backend.configure("bf16")
+        assert next(backend.vae.parameters()).dtype == torch.bfloat16
+        assert torch.isfinite(backend.encode_images(torch.rand(1, 3, 64, 64) * 2 - 1).mean).all()
+    with provider.session(str(tiny_sdxl)) as backend:
+        backend.configure("bf16")
+        assert not backend.vae_half_safe and next(backend.vae.parameters()).dtype == torch.float32
+    with pytest.raises(UserInputError, match="SDXL models only"):
+        with provider.session(str(tiny_model), str(tmp_path / "fixed-vae")):
+            pass
+
+
+def test_an_sd1_embedding_is_refused_on_sdxl_with_the_widths(tmp_path, xl):
+    from embed_studio.formats.embedding import EmbeddingData, save_embedding
+    from embed_studio.train.targets import EmbeddingTarget
+
+    path = tmp_path / "sd1.pt"
+    save_embedding(EmbeddingData("sd1", torch.zeros(2, 768), step=5), path)
+    with pytest.raises(FileFormatError, match=r"768-wide vectors but this model uses 2048.*SDXL 768 \+ 1280"):
+        EmbeddingTarget(path, xl, "sd1")
