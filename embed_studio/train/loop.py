@@ -24,6 +24,7 @@ from embed_studio.train.schedule import precompute_rates
 from embed_studio.train.targets import load_target
 
 TOKEN_CACHE_SIZE = 4096
+SYNC_EVERY = 16  # optimizer steps between reading the losses back from an accelerator
 
 
 class TrainingDiverged(EmbedStudioError):
@@ -43,10 +44,28 @@ class TrainResult:
     stopped: str = "done"  # done, already-trained, schedule-ended
 
 
-class _NonFinite(Exception):
-    def __init__(self, value: float):
-        super().__init__(value)
-        self.value = value
+def sync_interval(device: torch.device) -> int:
+    """Steps between loss read-backs. Reading a loss waits for the device to finish all queued work, so on an
+    accelerator it happens every SYNC_EVERY steps (and before every save); on the CPU it is free, so every step."""
+    return 1 if device.type == "cpu" else SYNC_EVERY
+
+
+def _host_scalar(value: Any) -> bool:
+    # AdamW keeps its step counts as CPU scalars: torch.where on them would need the NaN flag on the host.
+    return isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.numel() == 1
+
+
+@dataclass
+class _Pending:
+    """A finished optimizer step whose loss is still on the device."""
+
+    step: int
+    epoch: int
+    loss: torch.Tensor
+    lr: float
+    images: int
+    seconds: float  # host time of the step (the device's share comes with the read-back)
+    host_state: list  # the optimizer's CPU-side scalars (step counts) before this step, for a rollback
 
 
 class _Reporter:
@@ -130,6 +149,10 @@ class _Run:
         }
         self.token_cache: dict[str, Any] = {}
         self.last_prompt = ""
+        self.pending: list[_Pending] = []
+        self.sync_every = sync_interval(backend.device)
+        self.all_finite: torch.Tensor | None = None  # on the device: every loss so far was finite
+        self.images_per_s = 0.0
 
     # -- setup -----------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -231,29 +254,23 @@ class _Run:
                     self.result.stopped = "schedule-ended"
                     break
                 started = time.perf_counter()
-                loss, images = self._train_step(lr)
+                loss, images, host_state = self._train_step(lr)
                 self.step += 1
-                self.result.last_loss = loss
-                elapsed = time.perf_counter() - started
-                ips = images / elapsed if elapsed > 0 else 0.0
                 epoch = self.plan.epoch_of(self.step * config.grad_accum - 1)
-                self.loss_log.add(self.step, epoch, loss, lr, ips)
+                self.pending.append(
+                    _Pending(self.step, epoch, loss, lr, images, time.perf_counter() - started, host_state)
+                )
+                if len(self.pending) >= self.sync_every or self._save_due():
+                    self._flush()
                 report.progress(
                     self.step - self.initial_step, self.end - self.initial_step,
                     # The counts are this run's (for it/s and ETA); a resumed file's own step is named here.
                     f"{config.name} epoch {epoch}, lr {lr:.3g}"
                     + (f", file at step {self.step}/{self.end}" if self.initial_step else ""),
-                    loss=loss, lr=lr, epoch=epoch, images_per_s=round(ips, 3), label="step",
+                    loss=self.result.last_loss, lr=lr, epoch=epoch, images_per_s=round(self.images_per_s, 3),
+                    label="step",
                 )  # fmt: skip
                 self._checkpoint()
-        except _NonFinite as bad:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._save_main()
-            raise TrainingDiverged(
-                f"The loss became {bad.value} at step {self.step + 1} (learning rate {lr:g}), so training stopped. "
-                f"The last good state (step {self.step}) is saved in {config.target_path}. Lower the learning rate, "
-                "turn on gradient clipping, or use fp32/bf16 instead of fp16, then resume."
-            ) from None
         except Cancelled:
             self._save_main()
             self.result.step = self.step
@@ -264,22 +281,21 @@ class _Run:
             self.result.stopped = "schedule-ended"
         return self.result
 
-    def _train_step(self, lr: float) -> tuple[float, int]:
-        """One optimizer step over grad_accum micro-batches; returns (loss, images seen)."""
+    def _train_step(self, lr: float) -> tuple[torch.Tensor, int, list]:
+        """One optimizer step over grad_accum micro-batches; returns (loss on the device, images seen, the
+        optimizer's host state before the step)."""
         config = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total, images = 0.0, 0
+        total: torch.Tensor | None = None
+        images = 0
         # Dropout (hypernetworks) draws from torch's global RNG: fork it and seed it from (seed, step).
         with torch.random.fork_rng(devices=self.fork_devices):
             torch.manual_seed(derive_seed(config.seed, "dropout", self.step))
             for micro in range(config.grad_accum):
                 loss, n = self._micro_batch(self.step * config.grad_accum + micro)
-                value = loss.item()  # also the NaN check, before anything touches the gradients
-                if not math.isfinite(value):
-                    raise _NonFinite(value)
                 self.scaler.scale(loss).backward()
-                total += value
+                total = loss.detach() if total is None else total + loss.detach()
                 images += n
         if self.clip_values is not None:
             self.scaler.unscale_(self.optimizer)
@@ -289,10 +305,77 @@ class _Run:
                     torch.nn.utils.clip_grad_value_(self.params, limit)
                 else:
                     torch.nn.utils.clip_grad_norm_(self.params, limit, norm_type=config.clip_grad_norm_type)
+        host_state = self._guarded_step(total)
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, images, host_state
+
+    # -- the NaN guard without a read-back per step -------------------------------------------
+    def _guarded_step(self, loss: torch.Tensor) -> list:
+        """The optimizer step, undone on the device when this or any earlier loss was NaN/inf.
+
+        So the parameters and moments stay those of the last good step until _flush reads the losses back,
+        rolls back the host-side step counts and stops. Returns the host state for that rollback."""
+        ok = torch.isfinite(loss)
+        self.all_finite = ok = ok if self.all_finite is None else ok & self.all_finite
+        host_state, saved = [], []
+        for p in self.params:
+            state = self.optimizer.state.get(p)
+            host_state.append(None if not state else {k: v.clone() for k, v in state.items() if _host_scalar(v)})
+            kept = {} if not state else {
+                k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor) and not _host_scalar(v)
+            }  # fmt: skip
+            saved.append((p.detach().clone(), kept))
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        with torch.no_grad():
+            for p, (old, kept) in zip(self.params, saved, strict=True):
+                p.copy_(torch.where(ok, p, old))
+                for key, value in self.optimizer.state.get(p, {}).items():
+                    if isinstance(value, torch.Tensor) and not _host_scalar(value):
+                        # A state made by this very step started from zeros (AdamW's moments do).
+                        before = kept.get(key)
+                        value.copy_(torch.where(ok, value, before if before is not None else torch.zeros_like(value)))
+        return host_state
+
+    def _save_due(self) -> bool:
+        step, config = self.step, self.config
+        return (
+            step >= self.end
+            or bool(config.save_every and step % config.save_every == 0)
+            or bool(config.preview_every and step % config.preview_every == 0)
+        )
+
+    def _flush(self) -> None:
+        """Read the pending losses back (one wait for the device) into the loss log; on a NaN/inf, roll back to
+        the last good step, save it and raise TrainingDiverged."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        waited = time.perf_counter()
+        values = torch.stack([entry.loss.float() for entry in pending]).tolist()
+        # The wait belongs to the steps it waited for (their host time is counted already).
+        seconds = sum(entry.seconds for entry in pending) + time.perf_counter() - waited
+        self.images_per_s = sum(entry.images for entry in pending) / seconds if seconds > 0 else 0.0
+        for entry, value in zip(pending, values, strict=True):
+            if not math.isfinite(value):
+                self._diverged(entry, value)
+            self.loss_log.add(entry.step, entry.epoch, value, entry.lr, round(self.images_per_s, 3))
+            self.result.last_loss = value
+
+    def _diverged(self, entry: _Pending, value: float) -> None:
+        for p, saved in zip(self.params, entry.host_state, strict=True):
+            if saved is None:
+                self.optimizer.state.pop(p, None)  # the state was made by the bad step: none before it
+            else:
+                self.optimizer.state[p].update(saved)
+        self.step = entry.step - 1
         self.optimizer.zero_grad(set_to_none=True)
-        return total, images
+        self._save_main()
+        raise TrainingDiverged(
+            f"The loss became {value} at step {entry.step} (learning rate {entry.lr:g}), so training stopped. "
+            f"The last good state (step {self.step}) is saved in {self.config.target_path}. Lower the learning rate, "
+            "turn on gradient clipping, or use fp32/bf16 instead of fp16, then resume."
+        )
 
     def _micro_batch(self, position: int) -> tuple[torch.Tensor, int]:
         """The (already divided by grad_accum) diffusion loss of micro-batch number `position`."""
@@ -326,6 +409,7 @@ class _Run:
 
     # -- outputs ---------------------------------------------------------------------------
     def _save_main(self) -> None:
+        self._flush()
         self.target.save(self.config.target_path, self.step, self.optimizer.state_dict(), self.meta)
         self.loss_log.flush()
 
