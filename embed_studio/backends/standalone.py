@@ -21,6 +21,7 @@ from embed_studio.backends.base import (
     LatentDist,
     PreviewRequest,
     PromptTokens,
+    host_to_device,
 )
 from embed_studio.errors import FileFormatError, UserInputError
 
@@ -513,14 +514,16 @@ class StandaloneBackend:
                 rows.append(b * n_chunks + chunk)
                 cols.append(pos)
                 which.append(v)
-        input_ids = torch.tensor(ids, dtype=torch.long, device=self.device)
-        if vectors is not None and rows:
-            index = torch.tensor(which, device=self.device)
-            self._injection = (
-                torch.tensor(rows, device=self.device),
-                torch.tensor(cols, device=self.device),
-                vectors.to(self.device)[index],
-            )
+        # One copy to the device for the ids and the slots.
+        host = torch.tensor(ids, dtype=torch.long)
+        inject = vectors is not None and bool(rows)
+        if inject:
+            host = torch.cat([host.flatten(), torch.tensor([rows, cols, which], dtype=torch.long).flatten()])
+        packed = host_to_device(host, self.device)
+        input_ids = packed[: len(ids) * len(empty)].view(len(ids), len(empty))
+        if inject:
+            slot_rows, slot_cols, index = packed[len(ids) * len(empty) :].view(3, len(rows))
+            self._injection = (slot_rows, slot_cols, vectors.to(self.device)[index])
         try:
             with self.autocast():
                 if self.clip_skip > 1:
@@ -544,7 +547,8 @@ class StandaloneBackend:
                 ]
                 for p in prompts
             ]
-            multipliers = torch.tensor(rows, device=z.device, dtype=z.dtype).reshape(len(prompts), n_chunks, -1, 1)
+            multipliers = host_to_device(torch.tensor(rows, dtype=z.dtype), z.device)
+            multipliers = multipliers.reshape(len(prompts), n_chunks, -1, 1)
             # The WebUI scales by the weights, then restores each window's original mean so emphasis does not shift
             # the level. txt2img encodes one prompt at a time, so the mean is per prompt and window, never per batch:
             # a prompt's conditioning must not depend on what else is in its training batch.

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embed_studio.backends.base import Backend, LatentDist
+from embed_studio.backends.base import Backend, LatentDist, host_to_device
 from embed_studio.dataset.buckets import bucket_size, fit_to_bucket
 from embed_studio.dataset.folder import list_images
 from embed_studio.dataset.imageio import load_rgb
@@ -54,11 +54,11 @@ class TrainingSet:
         b = self.buckets[bucket]
         if b.weight is None:
             return None
-        return b.weight.index_select(0, torch.tensor(indices, device=b.weight.device))
+        return b.weight.index_select(0, host_to_device(torch.tensor(indices), b.weight.device))
 
     def latents(self, bucket: int, indices: list[int], generator: torch.Generator) -> torch.Tensor:
         b = self.buckets[bucket]
-        index = torch.tensor(indices, device=b.mean.device)
+        index = host_to_device(torch.tensor(indices), b.mean.device)
         mean = b.mean.index_select(0, index)
         if self.latent_sampling != "random":
             return mean
