@@ -220,7 +220,11 @@ def run_baseline(backend: StandaloneBackend, data: Path, args: argparse.Namespac
     vectors = create_embedding(backend, "baseline", "black hair", args.vectors).vectors.to(device).requires_grad_()
     optimizer = torch.optim.AdamW([vectors], lr=0.005, weight_decay=0.0)
     fp16 = args.precision == "fp16" and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    # torch.amp.GradScaler arrived in torch 2.3; the WebUI's torch 2.1 only has the cuda.amp one.
+    if hasattr(torch.amp, "GradScaler"):
+        scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    else:
+        scaler = torch.cuda.amp.GradScaler(enabled=fp16)
     acp = backend.alphas_cumprod()
     rng = random.Random(0)
     options = PromptOptions(shuffle_tags=True)
