@@ -203,7 +203,8 @@ def run_trainer(
     end = time.perf_counter()
     if clock.start is None or clock.steps != args.steps + args.warmup:
         raise RuntimeError(f"{label}: the trainer ran {clock.steps} of {args.steps + args.warmup} steps")
-    return _row("trainer", kind, batch, args.steps, end - clock.start, backend.device)
+    mode = "trainer+compile" if args.compile else "trainer"
+    return _row(mode, kind, batch, args.steps, end - clock.start, backend.device)
 
 
 def run_baseline(backend: StandaloneBackend, data: Path, args: argparse.Namespace) -> dict:
@@ -262,6 +263,9 @@ def bench(args: argparse.Namespace) -> dict:
             backend = StandaloneBackend.load(build_tiny_sd(work / "model", size=args.shape), device)
         data = make_dataset(work / "data", max(2 * max(args.batch_size), 4), args.resolution)
         rows = [run_baseline(backend, data, args)]
+        if args.compile:
+            # In place, so the backend's own calls go through it; fixed bucket shapes compile once per shape.
+            backend.unet.compile(dynamic=False)
         for batch in args.batch_size:
             rows.append(run_trainer(backend, "embedding", data, work, args, batch))
         if args.hypernetwork:
@@ -284,14 +288,14 @@ def format_table(result: dict) -> str:
     lines = [
         f"device {result['device']}; shape {result['shape']} at {result['resolution']}x{result['resolution']}; "
         f"precision {result['precision']}; torch {result['torch']}",
-        f"{'backend':<11} {'mode':<22} {'batch':>5} {'images/s':>9} {'steps/s':>8} {'peak GiB':>8} {'ratio':>6}",
+        f"{'backend':<11} {'mode':<28} {'batch':>5} {'images/s':>9} {'steps/s':>8} {'peak GiB':>8} {'ratio':>6}",
     ]
     for r in result["rows"]:
         peak = "n/a" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
         ratio = "n/a" if r["ratio"] is None else f"x{r['ratio']:.2f}"
         mode = r["mode"] if r["mode"] == "baseline" else f"{r['mode']} {r['kind']}"
         lines.append(
-            f"{r['backend']:<11} {mode:<22} {r['batch']:>5} {r['images_per_s']:>9.2f} {r['steps_per_s']:>8.2f} "
+            f"{r['backend']:<11} {mode:<28} {r['batch']:>5} {r['images_per_s']:>9.2f} {r['steps_per_s']:>8.2f} "
             f"{peak:>8} {ratio:>6}"
         )
     if all(r["peak_gib"] is None for r in result["rows"]):
@@ -319,6 +323,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hypernetwork", action="store_true", help="add a hypernetwork row at the largest batch")
     parser.add_argument("--precision", default="", help="default: fp16 on CUDA, bf16 on CPU")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the UNet for the trainer rows (warmup covers compiling)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU, a few steps: checks it runs")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     args = parser.parse_args(argv)
