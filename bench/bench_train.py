@@ -198,7 +198,15 @@ def run_trainer(
     )  # fmt: skip
     _reset_peak(backend.device)
     clock = _Clock(args.warmup, backend.device)
-    train(config, backend, clock)
+    if args.sync_debug and backend.device.type == "cuda":
+        # A warning with a stack for every place that waits for the GPU; expected: the read-backs every
+        # SYNC_EVERY steps, the saves, and the GradScaler's check in fp16.
+        torch.cuda.set_sync_debug_mode("warn")
+    try:
+        train(config, backend, clock)
+    finally:
+        if backend.device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
     _sync(backend.device)
     end = time.perf_counter()
     if clock.start is None or clock.steps != args.steps + args.warmup:
@@ -314,7 +322,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--resolution", type=int, default=0, help="training side in pixels (default: the shape's)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row (after warmup)")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (with --compile: the compiling)")
     parser.add_argument(
         "--batch-size", type=lambda s: [int(x) for x in s.split(",")], default=None,
         help="trainer batch sizes, comma-separated (default: 1,16; --smoke: 1,4)",
@@ -325,6 +333,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the UNet for the trainer rows (warmup covers compiling)"
+    )
+    parser.add_argument(
+        "--sync-debug", action="store_true", help="CUDA: warn with a stack at every host-device sync in trainer rows"
     )
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU, a few steps: checks it runs")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
