@@ -80,6 +80,14 @@ class PreviewRequest:
     sampler: str = "euler_a"
 
 
+def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small CPU tensor (token ids, indices) on `device`. On CUDA the copy goes through pinned memory and does
+    not block: a copy from ordinary memory first waits for all queued work, a full stop every training step."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 # Hypernetwork modules by attention-context width: {width: (key module, value module)}.
 HypernetworkLayers = Mapping[int, Sequence["torch.nn.Module"]]
 

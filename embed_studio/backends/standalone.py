@@ -30,6 +30,11 @@ COMMA_BACKTRACK = 20  # the WebUI's default "comma padding backtrack"
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _BREAK = re.compile(r"\s*\bBREAK\b\s*")
 _BREAK_MARK = -1  # stands for BREAK among the token items (real token ids are >= 0)
+WORD_CACHE_SIZE = 65536  # whitespace-separated words whose token ids are kept (a booru dataset has a few thousand)
+# Text the word cache may split: printable ASCII and plain whitespace, no "&". CLIP's tokenizers never let a token
+# cross whitespace, but ftfy (the WebUI's slow tokenizer) decides HTML unescaping and mojibake repair from the whole
+# text, so anything else is tokenized whole, as before.
+_WORD_SPLITTABLE = re.compile(r"[\t\n\r -%'-~]*")
 
 
 _ATTENTION = re.compile(r"\\[()\[\]\\]|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\\()\[\]:]+|:")
@@ -349,6 +354,7 @@ class StandaloneBackend:
         self.clip_skip = 1
         self._use_autocast = False
         self._comma_id = tokenizer.get_vocab().get(",</w>")
+        self._word_ids: dict[str, tuple[int, ...]] = {}
         self._injection: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._original_processors: dict | None = None
         self._acp: torch.Tensor | None = None
@@ -511,6 +517,25 @@ class StandaloneBackend:
             torch.cuda.empty_cache()
 
     # -- prompts ---------------------------------------------------------------------------
+    def text_ids(self, text: str) -> list[int]:
+        """The token ids of plain `text` (no emphasis, no BREAK), exactly as tokenizing it whole gives them.
+
+        Shuffled tags make every training prompt new, so a cache of whole prompts misses; the tokenizer call costs
+        far more than the lookups, so each whitespace-separated word is tokenized once and its ids reused.
+        """
+        if not _WORD_SPLITTABLE.fullmatch(text):
+            return list(self.tokenizer(text, add_special_tokens=False, truncation=False).input_ids)
+        ids: list[int] = []
+        for word in text.split():
+            cached = self._word_ids.get(word)
+            if cached is None:
+                if len(self._word_ids) >= WORD_CACHE_SIZE:
+                    self._word_ids.clear()
+                tokens = self.tokenizer(word, add_special_tokens=False, truncation=False).input_ids
+                cached = self._word_ids[word] = tuple(tokens)
+            ids.extend(cached)
+        return ids
+
     def token_ids(self, text: str) -> list[int]:
         plain = "".join(piece for piece, _ in parse_emphasis(text))
         return list(self.tokenizer(plain, add_special_tokens=False, truncation=False).input_ids)
@@ -535,27 +560,30 @@ class StandaloneBackend:
                     if j:
                         items.append((_BREAK_MARK, 1.0))
                     if part.strip():
-                        ids = self.tokenizer(part, add_special_tokens=False, truncation=False).input_ids
-                        items.extend((t, weight) for t in ids)
+                        items.extend((t, weight) for t in self.text_ids(part))
         # Split into 75-token windows like the WebUI: a run of vectors is never split, and a window that fills
         # up within COMMA_BACKTRACK tokens after a comma breaks at that comma instead.
         windows: list[list[tuple[int | tuple[int, ...], float]]] = [[]]
+        used = 0  # tokens in windows[-1]
         for item, weight in items:
             if item == _BREAK_MARK:  # "BREAK" in a prompt starts a new window, as in the WebUI
                 if windows[-1]:
                     windows.append([])
+                    used = 0
                 continue
             size = len(item) if isinstance(item, tuple) else 1
             current = windows[-1]
-            used = sum(len(i) if isinstance(i, tuple) else 1 for i, _ in current)
             if used + size > CHUNK_TOKENS:
                 comma = max((k for k, (i, _) in enumerate(current) if i == self._comma_id), default=-1)
                 if comma >= 0 and len(current) - 1 - comma <= COMMA_BACKTRACK:
                     windows[-1], moved = current[: comma + 1], current[comma + 1 :]
                     windows.append(moved)
+                    used = sum(len(i) if isinstance(i, tuple) else 1 for i, _ in moved)
                 else:
                     windows.append([])
+                    used = 0
             windows[-1].append((item, weight))
+            used += size
         chunks: list[list[int]] = []
         weights: list[list[float]] = []
         slots: list[tuple[int, int, int]] = []

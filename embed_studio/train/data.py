@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embed_studio.backends.base import Backend, LatentDist, SizeCond
+from embed_studio.backends.base import Backend, LatentDist, SizeCond, host_to_device
 from embed_studio.dataset.buckets import bucket_size, cover_crop, fit_to_bucket
 from embed_studio.dataset.folder import list_images
 from embed_studio.dataset.imageio import load_rgb
@@ -60,7 +60,7 @@ class TrainingSet:
         b = self.buckets[bucket]
         if b.weight is None:
             return None
-        weight = b.weight.index_select(0, torch.tensor(indices, device=b.weight.device))
+        weight = b.weight.index_select(0, host_to_device(torch.tensor(indices), b.weight.device))
         return _pick(flips, weight.flip(-1), weight)
 
     def size_conds(self, bucket: int, indices: list[int]) -> list[SizeCond] | None:
@@ -78,7 +78,7 @@ class TrainingSet:
         """Latents of the batch; `flips` picks mirrored images, `jitter` (a generator) re-encodes colour-jittered
         pixels (an image whose jittered latents are not finite keeps its cached ones)."""
         b = self.buckets[bucket]
-        index = torch.tensor(indices, device=b.mean.device)
+        index = host_to_device(torch.tensor(indices), b.mean.device)
         mean = b.mean.index_select(0, index)
         std = b.std.index_select(0, index) if b.std is not None else None
         if b.flipped_mean is not None and flips is not None:
