@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).parent))
 from webui_helpers import BOORU_USER, tagger_models  # noqa: E402
 
+READY_ROUTES = ("/sdapi/v1/sd-models", "/embed-studio/v1/version")
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -92,11 +93,15 @@ def webui(sd_webui_dir, tmp_path_factory):
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"the WebUI exited with {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
-            try:
-                if requests.get(f"{url}/sdapi/v1/sd-models", timeout=5).ok:
-                    break
-            except requests.RequestException:
-                pass
+            # Not before "Startup time": a request landing while v1.10.1 still starts can kill it ("Cannot add
+            # middleware after an application has started"); then both its API and ours must answer (our routes
+            # are added a moment after its own).
+            if "Startup time" in log.read_text(errors="replace"):
+                try:
+                    if all(requests.get(f"{url}{route}", timeout=5).ok for route in READY_ROUTES):
+                        break
+                except requests.RequestException:
+                    pass
             if time.monotonic() > deadline:
                 pytest.fail(f"the WebUI did not answer in 400 s:\n{log.read_text(errors='replace')[-4000:]}")
             time.sleep(2)
