@@ -65,7 +65,7 @@ class PooledCond:
 
 
 # What encode_prompts returns and predict takes back: a [B, tokens, ctx] tensor, or PooledCond for SDXL.
-Conditioning = torch.Tensor | PooledCond
+Conditioning = "torch.Tensor | PooledCond"  # quoted: torch is imported only where it is used
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from embed_studio.booru.client import BooruClient
 from embed_studio.booru.post import Post
-from embed_studio.dataset.taglist import TagList, load_tag_list
+from embed_studio.dataset.taglist import TAG_LIST_MAX_BYTES, TagList, load_tag_list
 from embed_studio.errors import UserInputError
 from embed_studio.fileio import atomic_writer
 from embed_studio.tagspell import CATEGORIES, Spelling, tag_key
@@ -29,7 +29,9 @@ ALL_CATEGORIES = tuple(c for c in CATEGORIES if c not in ("rating", "invalid"))
 DEFAULT_CATEGORIES = ("general", "species")
 
 
-def cached_tag_list(url: str, cache_dir: str | os.PathLike, client: BooruClient) -> Path:
+def cached_tag_list(
+    url: str, cache_dir: str | os.PathLike, client: BooruClient, max_bytes: int = TAG_LIST_MAX_BYTES
+) -> Path:
     """Download a tag list URL once into cache_dir; later calls reuse the cached file."""
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -41,7 +43,14 @@ def cached_tag_list(url: str, cache_dir: str | os.PathLike, client: BooruClient)
     response = client.stream(url)
     try:
         with atomic_writer(path) as out:
+            written = 0
             for chunk in response.iter_content(256 * 1024):
+                written += len(chunk)
+                if written > max_bytes:  # raising here leaves no partial file behind
+                    raise UserInputError(
+                        f"The tag list at {url} is over {max_bytes >> 20} MiB: not a tag list. "
+                        "Give another URL or a local file."
+                    )
                 out.write(chunk)
     finally:
         response.close()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,22 @@ class TagList:
         return len(self.counts)
 
 
+# e621's whole tags export is about 100 MB unpacked: far bigger is a crafted file or a decompression bomb.
+TAG_LIST_MAX_BYTES = 512 * 1024 * 1024
+
+
+def _gunzip_capped(raw: bytes, name: str) -> bytes:
+    """gzip data unpacked to at most TAG_LIST_MAX_BYTES (a bomb stops there instead of filling memory)."""
+    unpacker = zlib.decompressobj(wbits=31)
+    try:
+        out = unpacker.decompress(raw, TAG_LIST_MAX_BYTES + 1)
+    except zlib.error as e:
+        raise FileFormatError(f"Tag list {name} is a damaged .gz file ({e}); download it again.") from e
+    if len(out) > TAG_LIST_MAX_BYTES or unpacker.unconsumed_tail:
+        raise FileFormatError(f"Tag list {name} unpacks to over {TAG_LIST_MAX_BYTES >> 20} MiB: not a tag list.")
+    return out
+
+
 def load_tag_list(path: str | os.PathLike) -> TagList:
     """Read the tag-autocomplete CSV (name,type,count,"aliases"; no header), e621's daily export
     (id,name,category,post_count with a header) or a one-tag-a-line text file, plain or .gz."""
@@ -63,14 +79,13 @@ def load_tag_list(path: str | os.PathLike) -> TagList:
     if not path.is_file():
         raise UserInputError(f"Tag list {path} does not exist. Give the path (or URL) of a tag CSV.")
     try:
+        if path.stat().st_size > TAG_LIST_MAX_BYTES:
+            raise FileFormatError(f"Tag list {path.name} is over {TAG_LIST_MAX_BYTES >> 20} MiB: not a tag list.")
         raw = path.read_bytes()
     except OSError as e:
         raise UserInputError(f"Cannot read tag list {path}: {e.strerror}. Pick a .csv or .txt tag list.") from e
     if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise FileFormatError(f"Tag list {path.name} is a damaged .gz file ({e}); download it again.") from e
+        raw = _gunzip_capped(raw, path.name)
     text = raw.decode("utf-8-sig", errors="replace")
     tags = TagList(source=str(path))
     name_col, count_col, alias_col = 0, 2, 3

@@ -90,3 +90,25 @@ def test_tag_list_url_is_downloaded_once_and_cached(booru_server, fb, tmp_path):
     assert first.counts == second.counts and first.count("solo") == 900
     assert len([r for r in server.requests if r.path == "/db_export/tags.csv"]) == 1
     assert [p.name.endswith("-tags.csv") for p in (tmp_path / "cache").iterdir()] == [True]
+
+
+def test_a_tag_list_download_is_cut_off_at_its_cap(booru_server, tmp_path):
+    from embed_studio.booru.tagfilter import cached_tag_list
+
+    server = booru_server([])
+    server.extra_files["/huge.csv"] = b"solo,0,1,\n" * 200_000  # 2 MB
+    client = BooruClient(ClientConfig(server.url, min_interval=0))
+    with pytest.raises(UserInputError, match="over 1 MiB: not a tag list"):
+        cached_tag_list(f"{server.url}/huge.csv", tmp_path / "cache", client, max_bytes=1 << 20)
+    assert list((tmp_path / "cache").iterdir()) == []  # no partial file is kept as the cached list
+
+
+def test_a_gz_bomb_tag_list_stops_at_the_cap(tmp_path, monkeypatch):
+    import embed_studio.dataset.taglist as taglist
+
+    monkeypatch.setattr(taglist, "TAG_LIST_MAX_BYTES", 1 << 20)
+    bomb = tmp_path / "tags.csv.gz"
+    bomb.write_bytes(gzip.compress(b"0" * (32 << 20), compresslevel=9))  # 32 MiB of zeros in ~32 KB
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(FileFormatError, match="unpacks to over 1 MiB"):
+        taglist.load_tag_list(bomb)
