@@ -53,6 +53,8 @@ def _run(argv: list[str] | None) -> int:
     except EmbedStudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # not the user's path: main() ends quietly
     except OSError as e:
         # A path the user gave that is a file, read-only, missing or on a full disk: their error, not a bug.
         from embed_studio.fileio import os_error_message

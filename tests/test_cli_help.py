@@ -34,7 +34,10 @@ def test_every_train_option_says_what_it_does():
     assert vague == []
     skipped = train_command._POSITIONAL | train_command._NOT_ON_THE_COMMAND_LINE
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - skipped
-    assert fields <= set(train_command.HELP), f"no help line for: {sorted(fields - set(train_command.HELP))}"
+    from embed_studio.train.option_help import BEYOND  # the options beyond the WebUI's trainer explain themselves
+
+    explained = set(train_command.HELP) | set(BEYOND)
+    assert fields <= explained, f"no help line for: {sorted(fields - explained)}"
 
 
 def test_train_help_lists_each_flag_once_with_its_choices(capsys):
@@ -118,10 +121,15 @@ def test_status_line_names_the_images_a_step_sees():
 
 
 def test_train_job_reports_its_batch_and_accumulation(tmp_path):
+    import torch
+
     from embed_studio.backends.provider import StandaloneProvider
+    from embed_studio.formats.embedding import EmbeddingData, save_embedding
     from embed_studio.train.job import make_train_job
 
     (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.png").write_bytes(_png())
+    save_embedding(EmbeddingData("zan", torch.zeros(2, 32)), tmp_path / "zan.pt")  # checked before the model loads
     config = TrainConfig(
         kind="embedding", model=str(tmp_path / "no-such-model"), dataset=str(tmp_path / "data"),
         target=str(tmp_path / "zan.pt"), batch_size=2, grad_accum=5,
@@ -130,6 +138,16 @@ def test_train_job_reports_its_batch_and_accumulation(tmp_path):
     job.run()  # the model is missing: the job fails after reporting how it was set up
     assert job.status().state == "failed"
     assert "batch 2 × 5 = 10 images a step" in status_line(job.status())
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _tiny_sd():

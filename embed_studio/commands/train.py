@@ -210,10 +210,10 @@ def _config_from_args(args: argparse.Namespace) -> typing.Any:
         value = getattr(args, f.name, None)
         if f.name not in _POSITIONAL and value is not None:
             base[f.name] = value
-    if "width" not in base and "height" not in base:
+    if "width" not in base and "height" not in base and base.get("model"):
         from embed_studio.backends.standalone import default_size_for
 
-        base["width"] = base["height"] = default_size_for(args.model)  # SDXL buckets at a 1024x1024 area
+        base["width"] = base["height"] = default_size_for(base["model"])  # SDXL buckets at a 1024x1024 area
     return TrainConfig.from_dict(base)
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Iterable
-
-import torch
+from typing import TYPE_CHECKING
 
 from embed_studio.errors import UserInputError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the config (and `train --help`) reads only the names
+    import torch
 
 OPTIMIZERS = ("adamw", "lion", "prodigy", "dadapt_adam")
 # name -> (module, class, pip package). None of them is a requirement: install.py never installs them.
@@ -56,6 +58,8 @@ def make_optimizer(
     """The optimizer over `params` only (the trained vectors or modules; frozen weights are never in it)."""
     require_optimizer(name)
     if name == "adamw":
+        import torch
+
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
     module, cls_name, _ = _PACKAGES[name]
     cls = getattr(importlib.import_module(module), cls_name)

@@ -30,7 +30,7 @@ class _Recording(StandaloneBackend):
         self.texts.append(text)
         return super().tokenize(text, trigger, n_vectors)
 
-    def predict(self, noisy_latents, timesteps, cond):
+    def predict(self, noisy_latents, timesteps, cond, sizes=None):
         self.timesteps.append(timesteps.detach().clone())
         self.noisy.append(noisy_latents.detach().clone())
         return super().predict(noisy_latents, timesteps, cond)
