@@ -263,3 +263,29 @@ def test_a_folder_the_user_allowed_may_hold_the_file_and_the_logs(studio):
     assert _finished(studio.client, r.json())["state"] == "done"
     assert load_embedding(target).step == 2
     assert (allowed / "logs" / "loss.csv").is_file()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"template": "/etc/hostname"},
+        {"template": "../../../etc/hostname"},
+        {"templates_dir": "/etc", "template": "hostname"},
+    ],
+    ids=["absolute", "relative", "client-folder"],
+)
+def test_a_client_cannot_make_the_server_read_a_file_as_a_template(studio, overrides):
+    # The template's lines become the run's prompts, shown in its status: any file would be read out that way.
+    r = studio.client.post(f"{PREFIX}/create", json={"kind": "embedding", "name": "mychar", "n_vectors": 1})
+    assert _finished(studio.client, r.json())["state"] == "done"
+    r = studio.client.post(f"{PREFIX}/train", json=_train_body(studio, **overrides))
+    assert r.status_code == 400, r.text
+    assert "Prompt template" in r.json()["detail"] and "Pick one of them" in r.json()["detail"]
+
+
+def test_a_built_in_template_by_name_is_fine(studio):
+    r = studio.client.post(f"{PREFIX}/create", json={"kind": "embedding", "name": "mychar", "n_vectors": 1})
+    assert _finished(studio.client, r.json())["state"] == "done"
+    r = studio.client.post(f"{PREFIX}/train", json=_train_body(studio, template="subject_filewords", max_steps=1))
+    assert r.status_code == 200, r.text
+    assert _finished(studio.client, r.json())["state"] == "done"

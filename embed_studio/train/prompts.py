@@ -42,6 +42,21 @@ def resolve_template(template: str | os.PathLike, extra_dir: str | os.PathLike |
     )
 
 
+def known_template(template: str | os.PathLike, extra_dir: str | os.PathLike | None = None) -> Path:
+    """A template among list_templates() only, by name or by its own path: what a client (the API) may pick.
+
+    A client naming any other file would have the server read it and show its lines as training prompts.
+    """
+    known = list_templates(extra_dir)
+    try:
+        path = resolve_template(template, extra_dir).resolve()
+    except (UserInputError, OSError):
+        path = None
+    if path is None or path not in {p.resolve() for p in known.values()}:
+        raise UserInputError(f"Prompt template {str(template)!r} is not one of: {', '.join(known)}. Pick one of them.")
+    return path
+
+
 def load_template_lines(
     template: str | os.PathLike, extra_dir: str | os.PathLike | None = None, require_name: bool = False
 ) -> list[str]:

@@ -19,7 +19,7 @@ def training_config(config: Any, provider: Any) -> tuple[Any, str]:
     from embed_studio.dataset.folder import list_images, require_folder
     from embed_studio.errors import DatasetError
     from embed_studio.train.config import TrainConfig, require_kind
-    from embed_studio.train.prompts import load_template_lines
+    from embed_studio.train.prompts import known_template, load_template_lines
     from embed_studio.ui.train_form import model_for
 
     if not isinstance(config, dict):
@@ -29,8 +29,8 @@ def training_config(config: Any, provider: Any) -> tuple[Any, str]:
     data.setdefault("clip_skip", provider.default_clip_skip())
     if "width" not in data and "height" not in data and hasattr(provider, "default_size"):
         data["width"] = data["height"] = provider.default_size()
-    if provider.templates_dir is not None:
-        data.setdefault("templates_dir", str(provider.templates_dir))
+    # The WebUI's templates folder, whatever the client says: a client names a template, never a folder or file.
+    data["templates_dir"] = str(provider.templates_dir) if provider.templates_dir is not None else ""
     fields = TrainConfig.checked_fields(data)
     kind = require_kind(fields["kind"])
     target = resolve_target(kind, fields["target"], provider)
@@ -48,6 +48,7 @@ def training_config(config: Any, provider: Any) -> tuple[Any, str]:
     cfg.log_dir = str(resolve_log_dir(cfg.log_dir, cfg.name, provider))
     cfg.vae = cfg.vae or CHECKPOINT_VAE
     cfg.validate()
+    known_template(cfg.template, cfg.templates_dir or None)
     load_template_lines(cfg.template, cfg.templates_dir or None, require_name=kind == "embedding")
     return cfg, cfg.vae
 
