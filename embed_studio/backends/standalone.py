@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -708,18 +708,8 @@ class StandaloneBackend:
         with quiet_model_libraries():  # its first import warns about optional image-processor backends
             from diffusers import StableDiffusionPipeline
 
-        n = 0 if vectors is None else int(vectors.shape[0])
-        pos = self.tokenize(request.prompt, trigger, n)
-        neg = self.tokenize(request.negative_prompt or "", trigger, n)
-        # Both sides need the same number of 77-token windows.
-        width = max(len(pos.chunks), len(neg.chunks))
-        empty = self._window([])
-        pos, neg = (_pad_windows(t, width, empty) for t in (pos, neg))
-        vae_device = next(self.vae.parameters()).device
-        self.vae.to(self.device)
-        was_training = self.unet.training
-        self.unet.eval()
-        try:
+        pos, neg = self._preview_tokens(request, trigger, vectors)
+        with self._drawing():
             prompt_embeds = self.encode_prompts([pos], vectors)
             negative_embeds = self.encode_prompts([neg], vectors)
             pipe = StableDiffusionPipeline(
@@ -746,7 +736,28 @@ class StandaloneBackend:
                     width=request.width,
                     output_type="pil",
                 ).images[0]
+        return image
+
+    def _preview_tokens(
+        self, request: PreviewRequest, trigger: str | None, vectors: torch.Tensor | None
+    ) -> tuple[PromptTokens, PromptTokens]:
+        """The preview's prompt and negative prompt, padded to the same number of 77-token windows."""
+        n = 0 if vectors is None else int(vectors.shape[0])
+        pos = self.tokenize(request.prompt, trigger, n)
+        neg = self.tokenize(request.negative_prompt or "", trigger, n)
+        width = max(len(pos.chunks), len(neg.chunks))
+        empty = self._window([])
+        return _pad_windows(pos, width, empty), _pad_windows(neg, width, empty)
+
+    @contextlib.contextmanager
+    def _drawing(self) -> Iterator[None]:
+        """The VAE on the device and the UNet in eval mode while a preview is drawn; both put back after."""
+        vae_device = next(self.vae.parameters()).device
+        self.vae.to(self.device)
+        was_training = self.unet.training
+        self.unet.eval()
+        try:
+            yield
         finally:
             self.vae.to(vae_device)
             self.unet.train(was_training)
-        return image

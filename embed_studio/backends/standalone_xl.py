@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from embed_studio.backends.base import SDXL_HYPERNETWORK_REFUSAL, PooledCond, PreviewRequest, PromptTokens, SizeCond
-from embed_studio.backends.standalone import StandaloneBackend, _pad_windows, apply_emphasis
+from embed_studio.backends.standalone import StandaloneBackend, apply_emphasis
 from embed_studio.errors import FileFormatError, UserInputError
 
 DEFAULT_SIZE = 1024  # SDXL trains and generates at a 1024x1024 area
@@ -216,17 +216,8 @@ class StandaloneXLBackend(StandaloneBackend):
     ) -> Image.Image:
         from diffusers import StableDiffusionXLPipeline
 
-        n = 0 if vectors is None else int(vectors.shape[0])
-        pos = self.tokenize(request.prompt, trigger, n)
-        neg = self.tokenize(request.negative_prompt or "", trigger, n)
-        width = max(len(pos.chunks), len(neg.chunks))
-        empty = self._window([])
-        pos, neg = (_pad_windows(t, width, empty) for t in (pos, neg))
-        vae_device = next(self.vae.parameters()).device
-        self.vae.to(self.device)
-        was_training = self.unet.training
-        self.unet.eval()
-        try:
+        pos, neg = self._preview_tokens(request, trigger, vectors)
+        with self._drawing():
             positive = self.encode_prompts([pos], vectors)
             negative = self.encode_prompts([neg], vectors)
             if not (request.negative_prompt or "").strip():
@@ -257,7 +248,4 @@ class StandaloneXLBackend(StandaloneBackend):
                     width=request.width,
                     output_type="pil",
                 ).images[0]
-        finally:
-            self.vae.to(vae_device)
-            self.unet.train(was_training)
         return image
