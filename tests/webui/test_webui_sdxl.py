@@ -4,24 +4,18 @@ is switched back afterwards and still works."""
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import shutil
-import time
 import uuid
 
 import numpy as np
 import pytest
 import requests
 import torch
-from PIL import Image
+from webui_helpers import run_job, txt2img, write_mixed_aspect_dataset
 
 from embed_studio.formats.embedding import EmbeddingData, save_embedding
 
 pytestmark = pytest.mark.webui
-
-JOB_TIMEOUT = 300  # a safety net against a hung job, not a timing assertion
 
 
 @pytest.fixture(scope="class")
@@ -42,43 +36,9 @@ def sdxl_model(webui):
     assert r.ok, r.text
 
 
-def _txt2img(webui, prompt: str) -> tuple[np.ndarray, str]:
-    body = {"prompt": prompt, "steps": 2, "width": 64, "height": 64, "seed": 1, "sampler_name": "Euler"}
-    r = requests.post(f"{webui.url}/sdapi/v1/txt2img", json=body, timeout=300)
-    assert r.ok, r.text
-    data = r.json()
-    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["images"][0]))).convert("RGB"))
-    return image, json.loads(data["info"])["infotexts"][0]
-
-
-def _wait(webui, job: dict) -> dict:
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while True:
-        status = requests.get(f"{webui.url}/embed-studio/v1/jobs/{job['id']}", timeout=30).json()
-        if not status["active"]:
-            return status
-        assert time.monotonic() < deadline, f"job {job['id']} still running: {status}"
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """Mixed-aspect images with booru captions."""
-    folder = tmp_path_factory.mktemp("xl-dataset")
-    rng = np.random.default_rng(0)
-    for i, size in enumerate([(96, 64), (64, 96), (64, 64), (80, 48), (48, 80), (64, 64)]):
-        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"img{i}.png")
-        (folder / f"img{i}.txt").write_text("zangoose_(pokemon), red eyes, (solo), [simple background]")
-    return folder
-
-
-def _run(webui, route: str, body: dict) -> dict:
-    r = requests.post(f"{webui.url}/embed-studio/v1/{route}", json=body, timeout=60)
-    assert r.ok, r.text
-    status = _wait(webui, r.json())
-    assert status["state"] == "done", status
-    return status
+    return write_mixed_aspect_dataset(tmp_path_factory.mktemp("xl-dataset"))
 
 
 class TestOnTheSDXLModel:
@@ -91,15 +51,15 @@ class TestOnTheSDXLModel:
         data = EmbeddingData(name, torch.randn(2, 2048) * 0.5, step=40, sd_checkpoint="0123456789",
                              sd_checkpoint_name="tiny-sdxl", extra={"embed_studio": {"clip_skip": 1}})  # fmt: skip
         try:
-            before, _ = _txt2img(webui, f"{name}, red eyes")
+            before, _ = txt2img(webui, f"{name}, red eyes")
             save_embedding(data, path)
             requests.post(f"{webui.url}/sdapi/v1/refresh-embeddings", timeout=60)
             listed = requests.get(f"{webui.url}/sdapi/v1/embeddings", timeout=30).json()
             assert name in listed["loaded"], listed
             # The WebUI counts both encoders' widths together and the vectors per token.
             assert listed["loaded"][name]["shape"] == 2048 and listed["loaded"][name]["vectors"] == 2
-            _txt2img(webui, "red eyes")  # the WebUI keeps the last prompt's conditioning: make it forget `before`'s
-            after, info = _txt2img(webui, f"{name}, red eyes")
+            txt2img(webui, "red eyes")  # the WebUI keeps the last prompt's conditioning: make it forget `before`'s
+            after, info = txt2img(webui, f"{name}, red eyes")
             assert f'TI hashes: "{name}: ' in info
             assert not np.array_equal(before, after), "txt2img did not pick up the SDXL vectors"
 
@@ -114,11 +74,11 @@ class TestOnTheSDXLModel:
         path = webui.dir / "embeddings" / f"{name}.safetensors"
         cleanup = [path, path.with_name(path.name + ".optim"), webui.dir / "textual_inversion" / name]
         try:
-            _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "red eyes", "n_vectors": 2})
+            run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "red eyes", "n_vectors": 2})
             created = load_embedding(path)
             assert created.is_sdxl and created.n_vectors == 2 and created.step == 0
-            before, _ = _txt2img(webui, f"{name}, red eyes")
-            status = _run(webui, "train", {
+            before, _ = txt2img(webui, f"{name}, red eyes")
+            status = run_job(webui, "train", {
                 "kind": "embedding", "target": name, "dataset": str(dataset), "width": 64, "height": 64,
                 "bucket_step": 32, "grad_accum": 1, "save_every": 0, "preview_every": 20, "preview_steps": 2, "seed": 3,
                 "max_steps": 20, "batch_size": 2, "lr": "0.01",
@@ -134,7 +94,7 @@ class TestOnTheSDXLModel:
             listed = requests.get(f"{webui.url}/sdapi/v1/embeddings", timeout=30).json()
             assert listed["loaded"][name]["step"] is None or listed["loaded"][name]["step"] == 20
             assert listed["loaded"][name]["shape"] == 2048
-            after, info = _txt2img(webui, f"{name}, red eyes")
+            after, info = txt2img(webui, f"{name}, red eyes")
             assert f'TI hashes: "{name}: ' in info
             assert not np.array_equal(before, after), "txt2img did not pick up the trained vectors"
         finally:
@@ -146,5 +106,5 @@ class TestOnTheSDXLModel:
 def test_sd1_works_after_the_sdxl_switch(webui):
     options = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()
     assert "tiny-sdxl" not in options["sd_model_checkpoint"]
-    image, _ = _txt2img(webui, "red eyes")
+    image, _ = txt2img(webui, "red eyes")
     assert image.shape == (64, 64, 3)

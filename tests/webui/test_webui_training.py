@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import re
 import shutil
 import time
@@ -14,7 +12,15 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-from webui_helpers import assert_embeddings_loaded
+from webui_helpers import (
+    JOB_TIMEOUT,
+    assert_embeddings_loaded,
+    post_job,
+    run_job,
+    txt2img,
+    wait_job,
+    write_mixed_aspect_dataset,
+)
 
 from embed_studio.formats.embedding import load_embedding
 from embed_studio.formats.hypernetwork import load_hypernetwork
@@ -22,7 +28,6 @@ from embed_studio.formats.hypernetwork import load_hypernetwork
 pytestmark = pytest.mark.webui
 
 DATA = Path(__file__).resolve().parents[1] / "formats" / "data"
-JOB_TIMEOUT = 300  # a safety net against a hung job, not a timing assertion
 
 
 @pytest.fixture(scope="module")
@@ -45,47 +50,7 @@ def cleanup(webui):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    """Mixed-aspect images with booru captions full of brackets."""
-    folder = tmp_path_factory.mktemp("dataset")
-    rng = np.random.default_rng(0)
-    for i, size in enumerate([(96, 64), (64, 96), (64, 64), (80, 48), (48, 80), (64, 64)]):
-        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"img{i}.png")
-        (folder / f"img{i}.txt").write_text("zangoose_(pokemon), red eyes, (solo), [simple background]")
-    return folder
-
-
-def _post(webui, route: str, body: dict) -> dict:
-    r = requests.post(f"{webui.url}/embed-studio/v1/{route}", json=body, timeout=60)
-    assert r.ok, r.text
-    return r.json()
-
-
-def _wait(webui, job: dict) -> dict:
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while True:
-        status = requests.get(f"{webui.url}/embed-studio/v1/jobs/{job['id']}", timeout=30).json()
-        if not status["active"]:
-            return status
-        assert time.monotonic() < deadline, f"job {job['id']} still running: {status}"
-        time.sleep(0.5)
-
-
-def _run(webui, route: str, body: dict) -> dict:
-    status = _wait(webui, _post(webui, route, body))
-    assert status["state"] == "done", status
-    return status
-
-
-def _txt2img(webui, prompt: str, **extra) -> tuple[np.ndarray, str]:
-    body = {"prompt": prompt, "steps": 2, "width": 64, "height": 64, "seed": 1, "sampler_name": "Euler"} | extra
-    r = requests.post(f"{webui.url}/sdapi/v1/txt2img", json=body, timeout=120)
-    assert r.ok, r.text
-    data = r.json()
-    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(data["images"][0]))).convert("RGB"))
-    import json
-
-    return image, json.loads(data["info"])["infotexts"][0]
+    return write_mixed_aspect_dataset(tmp_path_factory.mktemp("dataset"))
 
 
 def _train(name: str, kind: str, dataset: Path, **extra) -> dict:
@@ -99,12 +64,12 @@ def test_embedding_trained_in_the_webui_works_in_txt2img(webui, tag, dataset, cl
     name = f"{tag}-emb"
     emb_path = webui.dir / "embeddings" / f"{name}.pt"
     cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
-    _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "black hair", "n_vectors": 2})
+    run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "black hair", "n_vectors": 2})
     created = load_embedding(emb_path)
     assert created.n_vectors == 2 and created.step == 0
-    before, _ = _txt2img(webui, f"{name}, red eyes")
+    before, _ = txt2img(webui, f"{name}, red eyes")
 
-    status = _run(
+    status = run_job(
         webui, "train",
         _train(name, "embedding", dataset, max_steps=20, batch_size=2, lr="0.005", preview_every=10,
                preview_prompt=f"{name}, red eyes", preview_sampler="euler", preview_seed=1),
@@ -123,7 +88,7 @@ def test_embedding_trained_in_the_webui_works_in_txt2img(webui, tag, dataset, cl
     assert not np.allclose(trained.vectors.numpy(), created.vectors.numpy())
 
     assert_embeddings_loaded(webui, name)  # and not refused by the WebUI's restricted unpickler
-    after, info = _txt2img(webui, f"{name}, red eyes")
+    after, info = txt2img(webui, f"{name}, red eyes")
     assert f'TI hashes: "{name}: ' in info
     assert not np.array_equal(before, after), "txt2img did not pick up the trained vectors"
     # The preview was drawn by the WebUI's own txt2img with the step-20 vectors: the same image.
@@ -135,16 +100,16 @@ def test_hypernetwork_trained_in_the_webui_changes_txt2img(webui, tag, dataset, 
     name = f"{tag}-hn"
     hn_path = webui.dir / "models" / "hypernetworks" / f"{name}.pt"
     cleanup += [hn_path, hn_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
-    _run(webui, "create", {"kind": "hypernetwork", "name": name, "sizes": [32, 64], "activation_func": "relu"})
-    plain, _ = _txt2img(webui, "red eyes")
-    untrained, _ = _txt2img(webui, f"red eyes <hypernet:{name}:1>")
+    run_job(webui, "create", {"kind": "hypernetwork", "name": name, "sizes": [32, 64], "activation_func": "relu"})
+    plain, _ = txt2img(webui, "red eyes")
+    untrained, _ = txt2img(webui, f"red eyes <hypernet:{name}:1>")
 
-    _run(webui, "train", _train(name, "hypernetwork", dataset, max_steps=6, batch_size=2, lr="0.01"))
+    run_job(webui, "train", _train(name, "hypernetwork", dataset, max_steps=6, batch_size=2, lr="0.01"))
     assert load_hypernetwork(hn_path).step == 6
-    trained, _ = _txt2img(webui, f"red eyes <hypernet:{name}:1>")
+    trained, _ = txt2img(webui, f"red eyes <hypernet:{name}:1>")
     assert not np.array_equal(plain, trained)
     assert not np.array_equal(untrained, trained), "txt2img used the hypernetwork loaded before training"
-    again, _ = _txt2img(webui, "red eyes")
+    again, _ = txt2img(webui, "red eyes")
     assert np.array_equal(plain, again), "the trained hypernetwork stayed attached after training"
 
 
@@ -161,20 +126,20 @@ def test_external_vae_is_swapped_out_for_training_and_back(webui, tag, dataset, 
     requests.post(f"{webui.url}/sdapi/v1/refresh-vae", timeout=60)
     assert requests.post(f"{webui.url}/sdapi/v1/options", json={"sd_vae": vae_name}, timeout=120).ok
     try:
-        _, info = _txt2img(webui, "red eyes")
+        _, info = txt2img(webui, "red eyes")
         assert f"VAE: {tag}-vae" in info
 
         name = f"{tag}-vae-emb"
         emb_path = webui.dir / "embeddings" / f"{name}.pt"
         cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
-        _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
+        run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
         log_start = len(webui.log.read_text(errors="replace"))
-        _run(webui, "train", _train(name, "embedding", dataset, max_steps=2))
+        run_job(webui, "train", _train(name, "embedding", dataset, max_steps=2))
         log = webui.log.read_text(errors="replace")[log_start:]
         assert "Restoring base VAE" in log  # the WebUI's own message as it swaps the VAE out
         assert re.search(rf"with VAE: Checkpoint's own VAE, CLIP skip \d+ \({re.escape(vae_name)} is put back", log)
 
-        _, info = _txt2img(webui, "red eyes")
+        _, info = txt2img(webui, "red eyes")
         assert f"VAE: {tag}-vae" in info
         assert requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["sd_vae"] == vae_name
     finally:
@@ -190,14 +155,14 @@ def test_resume_a_file_the_webui_trained(webui, dataset, cleanup):
     assert original.step == 12
 
     log_start = len(webui.log.read_text(errors="replace"))
-    _run(webui, "train", _train("webui-made-emb", "embedding", dataset, max_steps=14))
+    run_job(webui, "train", _train("webui-made-emb", "embedding", dataset, max_steps=14))
     log = webui.log.read_text(errors="replace")[log_start:]
     assert "resuming webui-made-emb.pt at step 12 with its optimizer state" in log
     assert "does not record its CLIP skip" in log
     resumed = load_embedding(emb_path)
     assert resumed.step == 14 and resumed.name == original.name
     assert_embeddings_loaded(webui, "webui-made-emb")
-    _, info = _txt2img(webui, "webui-made-emb")
+    _, info = txt2img(webui, "webui-made-emb")
     assert 'TI hashes: "webui-made-emb: ' in info
 
 
@@ -205,15 +170,15 @@ def test_resume_with_another_clip_skip_is_refused_and_setting_kept(webui, tag, d
     name = f"{tag}-skip"
     emb_path = webui.dir / "embeddings" / f"{name}.pt"
     cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
-    _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
+    run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
     setting = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["CLIP_stop_at_last_layers"]
     settings_file = webui.settings_file.read_bytes()
     # The setting must come back as it was, int and all, and never be saved to the settings file.
-    _run(webui, "train", _train(name, "embedding", dataset, max_steps=1, clip_skip=1))
+    run_job(webui, "train", _train(name, "embedding", dataset, max_steps=1, clip_skip=1))
     after = requests.get(f"{webui.url}/sdapi/v1/options", timeout=30).json()["CLIP_stop_at_last_layers"]
     assert (type(after), after) == (type(setting), setting)
     assert webui.settings_file.read_bytes() == settings_file  # lent, never saved
-    status = _wait(webui, _post(webui, "train", _train(name, "embedding", dataset, max_steps=2, clip_skip=2)))
+    status = wait_job(webui, post_job(webui, "train", _train(name, "embedding", dataset, max_steps=2, clip_skip=2)))
     assert status["state"] == "failed"
     assert "CLIP skip 1" in status["error"] and "CLIP skip 2" in status["error"]
     assert load_embedding(emb_path).step == 1
@@ -237,21 +202,21 @@ def test_txt2img_waits_for_training_and_cancel_releases_the_model(webui, tag, da
     name = f"{tag}-lock"
     emb_path = webui.dir / "embeddings" / f"{name}.pt"
     cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
-    _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
+    run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "cat"})
 
-    job = _post(webui, "train", _train(name, "embedding", dataset, max_steps=40))
+    job = post_job(webui, "train", _train(name, "embedding", dataset, max_steps=40))
     _wait_until_training(webui, job)
-    _txt2img(webui, "red eyes")  # queued behind the training run's hold on the WebUI's GPU lock
+    txt2img(webui, "red eyes")  # queued behind the training run's hold on the WebUI's GPU lock
     assert load_embedding(emb_path).step == 40, "txt2img ran while the model was lent to training"
-    assert _wait(webui, job)["state"] == "done"
+    assert wait_job(webui, job)["state"] == "done"
 
-    job = _post(webui, "train", _train(name, "embedding", dataset, max_steps=500))
+    job = post_job(webui, "train", _train(name, "embedding", dataset, max_steps=500))
     _wait_until_training(webui, job)
     requests.post(f"{webui.url}/embed-studio/v1/jobs/{job['id']}/cancel", timeout=30)
-    status = _wait(webui, job)
+    status = wait_job(webui, job)
     assert status["state"] == "cancelled"
     assert 40 < load_embedding(emb_path).step < 500  # the state at the cancel is saved
-    _, info = _txt2img(webui, name)  # the model is free again, with the embedding usable
+    _, info = txt2img(webui, name)  # the model is free again, with the embedding usable
     assert f'TI hashes: "{name}: ' in info
 
 
@@ -276,21 +241,21 @@ def test_sd2_v_prediction_embedding_and_hypernetwork(webui, sd2_model, tag, data
     cleanup += [emb_path, emb_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / name]
     cleanup += [hn_path, hn_path.with_suffix(".pt.optim"), webui.dir / "textual_inversion" / f"{name}-hn"]
 
-    _run(webui, "create", {"kind": "embedding", "name": name, "init_text": "black hair", "n_vectors": 2})
+    run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "black hair", "n_vectors": 2})
     created = load_embedding(emb_path)
-    before, _ = _txt2img(webui, f"{name}, red eyes")
-    _run(webui, "train", _train(name, "embedding", dataset, max_steps=6, batch_size=2, lr="0.005"))
+    before, _ = txt2img(webui, f"{name}, red eyes")
+    run_job(webui, "train", _train(name, "embedding", dataset, max_steps=6, batch_size=2, lr="0.005"))
     trained = load_embedding(emb_path)
     assert trained.step == 6 and trained.sd_checkpoint_name == sd2_model["model_name"]
     assert trained.extra["embed_studio"]["prediction_type"] == "v_prediction"
     assert trained.vectors.shape == created.vectors.shape and not np.allclose(trained.vectors, created.vectors)
     assert_embeddings_loaded(webui, name)
-    after, info = _txt2img(webui, f"{name}, red eyes")
+    after, info = txt2img(webui, f"{name}, red eyes")
     assert f'TI hashes: "{name}: ' in info and not np.array_equal(before, after)
 
-    _run(webui, "create", {"kind": "hypernetwork", "name": f"{name}-hn", "activation_func": "relu"})
-    plain, _ = _txt2img(webui, "red eyes")
-    _run(webui, "train", _train(f"{name}-hn", "hypernetwork", dataset, max_steps=4, batch_size=2, lr="0.01"))
+    run_job(webui, "create", {"kind": "hypernetwork", "name": f"{name}-hn", "activation_func": "relu"})
+    plain, _ = txt2img(webui, "red eyes")
+    run_job(webui, "train", _train(f"{name}-hn", "hypernetwork", dataset, max_steps=4, batch_size=2, lr="0.01"))
     assert load_hypernetwork(hn_path).step == 4
-    with_hn, _ = _txt2img(webui, f"red eyes <hypernet:{name}-hn:1>")
+    with_hn, _ = txt2img(webui, f"red eyes <hypernet:{name}-hn:1>")
     assert not np.array_equal(plain, with_hn)
