@@ -7,7 +7,13 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, folder_for, resolve_target
+from embed_studio.backends.provider import (
+    CHECKPOINT_VAE,
+    BackendProvider,
+    folder_for,
+    resolve_log_dir,
+    resolve_target,
+)
 from embed_studio.dataset.folder import list_images, require_folder
 from embed_studio.errors import DatasetError, EmbedStudioError, UserInputError
 from embed_studio.jobs import CANCELLED, DONE, JobStatus
@@ -173,8 +179,7 @@ def build_config(
         vae=vae,
         **fields,
     )
-    if not config.log_dir:
-        config.log_dir = str(Path(provider.log_dir) / config.name)
+    config.log_dir = str(resolve_log_dir(config.log_dir, config.name, provider))  # the API's rule, one place
     if not config.templates_dir and provider.templates_dir is not None:
         config.templates_dir = str(provider.templates_dir)
     config.validate()

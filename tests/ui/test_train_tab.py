@@ -132,6 +132,20 @@ def test_build_config_refuses_a_file_outside_the_folder(tmp_path, provider, trai
         )  # fmt: skip
 
 
+@pytest.mark.parametrize("log_dir", ["../elsewhere", "{outside}", "run/../../x"])
+def test_build_config_keeps_the_log_folder_inside_the_runs_folder(
+    tmp_path, provider, train_dataset, model_dir, log_dir
+):
+    # The form's log folder gets the API's rule (one resolver): a run writes its copies and config there.
+    (provider.embeddings_dir / "mychar.pt").write_bytes(b"x")
+    build = dict(provider=provider, kind="embedding", model_path=str(model_dir), dataset=str(train_dataset),
+                 target="mychar", vae=None)  # fmt: skip
+    with pytest.raises(UserInputError, match="may not contain '..'|is outside"):
+        form.build_config(**build, values=_form_values(log_dir=log_dir.format(outside=tmp_path / "elsewhere")))
+    config, _ = form.build_config(**build, values=_form_values(log_dir="second-try"))
+    assert Path(config.log_dir) == provider.log_dir / "second-try"
+
+
 def test_build_config_refuses_a_folder_without_images(tmp_path, provider, model_dir):
     from embed_studio.errors import DatasetError
 
