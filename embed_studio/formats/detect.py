@@ -36,16 +36,12 @@ def describe_file(path: str | os.PathLike) -> dict[str, Any]:
             return {**info, **safety}
         if isinstance(obj, dict) and any(type(k) is int for k in obj):
             hn = hypernetwork.hypernetwork_from_dict(obj, path.stem, path)
-            sidecar = (
-                optim.load_optimizer_state(path, hypernetwork.file_shorthash(path))
-                if optim.optim_path(path).is_file()
-                else None
-            )
-            info.update(_hypernetwork_summary(hn), optimizer_state=_sidecar_status(path, sidecar))
+            sidecar = optim.sidecar_status(path, hypernetwork.file_shorthash(path))
+            info.update(_hypernetwork_summary(hn), optimizer_state=sidecar)
             return {**info, **safety}
         emb = embedding.embedding_from_dict(obj, path.stem, path)
-        sidecar = optim.load_optimizer_state(path, emb.checksum()) if optim.optim_path(path).is_file() else None
-        info.update(_embedding_summary(emb), format=suffix.lstrip("."), optimizer_state=_sidecar_status(path, sidecar))
+        sidecar = optim.sidecar_status(path, emb.checksum())
+        info.update(_embedding_summary(emb), format=suffix.lstrip("."), optimizer_state=sidecar)
         info["prompt_word"] = path.stem
         return {**info, **safety}
     if suffix == ".safetensors" or suffix in embedding.IMAGE_SUFFIXES:
@@ -55,14 +51,6 @@ def describe_file(path: str | os.PathLike) -> dict[str, Any]:
         info["prompt_word"] = emb.name if suffix in embedding.IMAGE_SUFFIXES else path.stem
         return info
     raise FileFormatError(f"{path}: not an embedding, hypernetwork or optimizer file (unknown type '{suffix}').")
-
-
-def _sidecar_status(path: Path, state: dict | None) -> str:
-    from embed_studio.formats.optim import optim_path
-
-    if not optim_path(path).is_file():
-        return "none"
-    return "matches" if state is not None else "stale (hash differs; the WebUI ignores it)"
 
 
 _FAMILY_BY_DIM = {768: "SD 1.x", 1024: "SD 2.x"}

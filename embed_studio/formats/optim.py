@@ -20,6 +20,33 @@ def optim_path(target: str | os.PathLike) -> Path:
     return target.with_name(target.name + OPTIM_SUFFIX)
 
 
+def state_tag(name: str) -> str:
+    """What the optimizer-state sidecar's hash carries so one optimizer never loads another's state.
+
+    AdamW's is empty: its sidecar stays the WebUI's, which the WebUI's own trainer resumes. Any other optimizer's
+    hash gets a suffix, so the WebUI (and a run with another optimizer) starts fresh instead of misreading it.
+    """
+    return "" if name == "adamw" else f":{name}"
+
+
+def sidecar_status(target: str | os.PathLike, expected_hash: str) -> str:
+    """How the sidecar of `target` stands against the file's hash: 'none', 'matches', 'matches, for <optimizer>'
+    (another optimizer's state, which Embed Studio resumes with that optimizer and the WebUI ignores) or 'stale'."""
+    try:
+        saved = read_optimizer_file(target)
+    except FileFormatError as e:
+        return f"unreadable ({e})"
+    if saved is None:
+        return "none"
+    found = str(saved.get("hash", ""))
+    if found == expected_hash:
+        return "matches"
+    if found.startswith(expected_hash + ":"):
+        name = found[len(expected_hash) + 1 :]
+        return f"matches, for {name} (Embed Studio resumes it with {name}; the WebUI's trainer starts afresh)"
+    return "stale (hash differs; the WebUI ignores it)"
+
+
 def save_optimizer_state(
     target: str | os.PathLike, optimizer_state_dict: dict, hash: str, optimizer_name: str | None = None
 ) -> None:

@@ -13,12 +13,13 @@ import torch
 
 from embed_studio.backends.base import Backend
 from embed_studio.errors import Cancelled, EmbedStudioError
+from embed_studio.formats.optim import state_tag
 from embed_studio.train.config import TrainConfig
 from embed_studio.train.create import name_clashes
 from embed_studio.train.data import BatchPlan, TrainingSet, derive_seed, prepare_training_set
 from embed_studio.train.losses import offset_noise, timestep_bounds, timestep_weights
 from embed_studio.train.losslog import LossLog
-from embed_studio.train.optimizers import ADAPTIVE, make_optimizer, state_tag
+from embed_studio.train.optimizers import ADAPTIVE, make_optimizer
 from embed_studio.train.previews import save_previews
 from embed_studio.train.prompts import PromptOptions, build_prompt, load_template_lines
 from embed_studio.train.resume import check_resume

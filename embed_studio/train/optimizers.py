@@ -68,10 +68,3 @@ def make_optimizer(
     return cls(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
-def state_tag(name: str) -> str:
-    """What the optimizer-state sidecar's hash carries so one optimizer never loads another's state.
-
-    AdamW's is empty: its sidecar stays the WebUI's, which the WebUI's own trainer resumes. Any other optimizer's
-    hash gets a suffix, so the WebUI (and a run with another optimizer) starts fresh instead of misreading it.
-    """
-    return "" if name == "adamw" else f":{name}"

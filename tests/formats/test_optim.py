@@ -62,3 +62,22 @@ def test_hypernetwork_sidecar_keys(tmp_path):
     raw = torch.load(optim_path(target), weights_only=True)
     assert list(raw) == ["optimizer_name", "hash", "optimizer_state_dict"]
     assert load_optimizer_state(target, file_shorthash(target)) == {"state": {}, "param_groups": []}
+
+
+def test_inspect_names_the_optimizer_of_a_tagged_sidecar(tmp_path):
+    # Lion's state carries ':lion' after the hash: the WebUI ignores it, Embed Studio resumes it with Lion, so it
+    # is not "stale" — and a sidecar of other weights still is.
+    from embed_studio.formats.detect import describe_file
+    from embed_studio.formats.optim import state_tag
+
+    emb = EmbeddingData("e", torch.randn(2, 16), step=3)
+    target = tmp_path / "e.pt"
+    save_embedding(emb, target)
+    assert describe_file(target)["optimizer_state"] == "none"
+    save_optimizer_state(target, {"state": {}, "param_groups": []}, emb.checksum() + state_tag("lion"))
+    status = describe_file(target)["optimizer_state"]
+    assert status.startswith("matches, for lion") and "WebUI" in status
+    save_optimizer_state(target, {"state": {}, "param_groups": []}, emb.checksum())
+    assert describe_file(target)["optimizer_state"] == "matches"
+    save_optimizer_state(target, {"state": {}, "param_groups": []}, "0123abcd:lion")
+    assert describe_file(target)["optimizer_state"].startswith("stale")
