@@ -66,5 +66,3 @@ def make_optimizer(
     if name == "lion":  # Lion has no eps
         return cls(params, lr=lr, betas=betas, weight_decay=weight_decay)
     return cls(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
-
-
