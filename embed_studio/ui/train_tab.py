@@ -495,17 +495,13 @@ class TrainTab(Tab):
     def _plot(status: JobStatus, sent: dict[str, Any]) -> Any:
         """The loss plot, redrawn when the loss log changed on disk (every few steps, at previews and at the end),
         at most every PLOT_SECONDS while the run goes on: drawing it is not free for the server."""
-        from embed_studio.train.lossplot import loss_log_path, render_loss_plot
+        from embed_studio.train.lossplot import loss_log_path, plot_inputs_key, render_loss_plot
 
         log_dir = status.stats.get("log_dir")
         if not log_dir:
             return gr.update()
         path = loss_log_path(log_dir)
-        try:
-            stat = path.stat()
-            key: Any = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            key = None
+        key = plot_inputs_key(log_dir)  # the validation and preview-score logs change the plot too
         if key == sent["plot"]:
             return gr.update()
         now = time.monotonic()
