@@ -77,6 +77,12 @@ def test_previews_read_the_txt2img_tab_when_ticked(webui, train_panel, dataset, 
     panel.fill("es-train-preview-steps", 2)
     box = page.locator("#es-train-preview-from-txt2img input[type=checkbox]")
     box.check()
+    # Preview scoring in the WebUI too: the Tagger panel's kind of model, a folder here.
+    page.locator("#es-train-preview-scoring").get_by_text("Preview scoring").first.click()
+    page.locator("#es-train-preview-score input[type=checkbox]").check()
+    tagger = page.locator("#es-train-score-tagger input").first
+    tagger.fill(str(webui.tagger.folder))
+    tagger.press("Enter")
     _train_to(panel, 2)
     panel.wait_text("es-train-status", "Done:", timeout=TRAIN_TIMEOUT_MS)
 
@@ -92,6 +98,14 @@ def test_previews_read_the_txt2img_tab_when_ticked(webui, train_panel, dataset, 
         prompt, "dpmpp_2m", 1234,
     )  # fmt: skip
     assert (recorded["preview_width"], recorded["preview_height"], recorded["preview_steps"]) == (96, 64, 3)
+    # The preview was scored against the dataset's character tags, and the panel's plot has the score panel under
+    # the loss (700x525 instead of 700x350).
+    rows = [json.loads(line) for line in (run / "preview_scores.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in rows] == [2] and sorted(rows[0]["tags"]) == ["red eyes", "zangoose (pokemon)"]
+    assert rows[0]["previews"][0]["image"] == preview.name
+    page.wait_for_function(
+        "() => document.querySelector('#es-train-loss img[src^=\"data:image\"]')?.naturalHeight === 525"
+    )
 
     # Unticked: the form's own preview prompt, steps and the training size.
     box.uncheck()
