@@ -166,3 +166,32 @@ def test_no_tagger_model_is_one_line_and_training_runs_unscored(tmp_path, backen
     assert result.step == 1 and len(result.previews) == 1
     scoring = [w for w in result.warnings if "scoring" in w]
     assert len(scoring) == 1 and scoring[0].startswith("Preview scoring is off: Unknown tagger model")
+
+
+def test_every_preview_prompt_of_a_step_is_scored_and_averaged(tmp_path):
+    from embed_studio.tagger.pipeline import load_tagger
+    from embed_studio.train.config import TrainConfig
+    from embed_studio.train.previews import preview_images
+    from embed_studio.train.scoring import PreviewScorer, ScoreLog, read_score_log
+
+    config = TrainConfig(
+        kind="embedding", model="m", dataset="d", target=str(tmp_path / "mychar.pt"), preview_prompts="a\n--prompt b"
+    )
+    images = preview_images(config, tmp_path, 5)
+    assert [p.name for p in images] == ["mychar-5.png", "mychar-5-1.png", "mychar-5-2.png"]
+    images[0].parent.mkdir()
+    for path, colour in zip(images, [(200, 30, 30), (30, 30, 200), (200, 30, 30)], strict=True):
+        Image.new("RGB", (64, 64), colour).save(path)
+    tagger = build_tagger(tmp_path / "tagger")  # red images: red_theme and kiana_(honkai); blue: blue_theme
+    log = ScoreLog(tmp_path / "preview_scores.jsonl")
+    scorer = PreviewScorer(load_tagger(str(tagger.folder)), ["red theme", "Blue_Theme", "kiana (honkai)"], log)
+    row = scorer.score(5, images)
+    assert tagger.probs((200, 30, 30))["kiana_(honkai)"] > 0.85 > tagger.probs((30, 30, 200))["kiana_(honkai)"]
+    red = ["red theme", "kiana (honkai)"]
+    assert [p["shown"] for p in row["previews"]] == [red, ["Blue_Theme"], red]  # in the list's spelling
+    assert [p["count"] for p in row["previews"]] == [2, 1, 2]
+    assert row["score"] == 5 / 3 and row["of"] == 3
+    scorer.score(6, images[1:2])
+    assert read_score_log(log.path).steps == [5, 6]
+    log.truncate_after(5)  # a resume at step 5 drops the later row, on disk too
+    assert read_score_log(log.path).steps == [5]
