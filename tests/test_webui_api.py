@@ -201,6 +201,9 @@ def test_create_refuses_a_bad_body_naming_the_field(studio, body, fragment):
         ({"target": "nothere"}, "does not exist. Create it first"),
         ({"log_dir": "../../logs"}, "may not contain '..'"),
         ({"name": "../../../escaped"}, "may not contain '..'"),
+        # A tagger for preview scoring is one of the Tagger panel's, never a folder of the client's choosing.
+        ({"score_tagger": "/etc", "preview_score": True}, "score_tagger '/etc': name a tagger"),
+        ({"score_tagger": "../../tagger"}, "score_tagger '../../tagger': name a tagger"),
     ],
 )
 def test_train_refuses_a_bad_body_before_any_job(studio, overrides, fragment):

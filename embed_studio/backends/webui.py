@@ -659,6 +659,9 @@ class WebUIProvider:
         self.templates_dir: Path | None = Path(cmd_opts.textual_inversion_templates_dir)
         # The WebUI's Train tab logs to "textual_inversion" beside its data.
         self.log_dir = Path(paths_internal.data_path) / "textual_inversion"
+        from embed_studio.webui.host import models_dir
+
+        self.tagger_models_dir = models_dir()  # the Tagger panel's, for preview scoring
         self._busy = threading.Lock()
         self._lock_owner: int | None = None
 

@@ -9,10 +9,11 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "plot",
-        help="draw a run's loss (and validation) plot to a PNG",
+        help="draw a run's loss (validation, preview score) plot to a PNG",
         description="Read LOGDIR/loss.csv (and validation.csv beside it) of a training run and write the loss plot "
         "the Train tab shows: the loss, its moving average, the learning rate and the validation loss with its best "
-        "check.",
+        "check, and under it the preview scores (preview_scores.jsonl, when the run scored its previews) with the best "
+        "step.",
     )
     p.add_argument("log_dir", type=Path, metavar="LOGDIR", help="the run's log folder (or its loss.csv)")
     p.add_argument("--out", type=Path, help="PNG to write (default: LOGDIR/loss.png)")

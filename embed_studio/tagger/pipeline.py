@@ -162,7 +162,13 @@ def tag_image(
     device: str = "auto",
 ) -> Selection:
     """The tags of one image, written nowhere (the panel's single-image check)."""
-    tagger = load_tagger(model, models_dir, device=device)
+    return tag_with(load_tagger(model, models_dir, device=device), image, options)
+
+
+def tag_with(
+    tagger: TaggerModel, image: str | os.PathLike | Image.Image, options: TaggerOptions | None = None
+) -> Selection:
+    """The tags of one image from an already loaded model (the trainer's preview scoring keeps one)."""
     height, width = tagger.input.height, tagger.input.width
     if isinstance(image, Image.Image):
         pixels = prepare_image(image, height, width)

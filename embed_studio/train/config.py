@@ -115,6 +115,11 @@ class TrainConfig:
     validation_patience: int = 0  # act when the validation loss rose this many checks in a row; 0 = never
     on_validation_rise: str = "none"  # none, lower_lr (times validation_lr_factor) or rollback to the best copy
     validation_lr_factor: float = 0.5
+    preview_score: bool = False  # tag each preview (train.scoring) and log how many character tags it shows
+    score_tagger: str = ""  # the tagger for that: a registry name or a folder with model.onnx; "" = none
+    score_tags: str = ""  # the character tags to look for, comma-separated; "" = the dataset's suggestions
+    score_share: float = 0.5  # suggestions: tags on at least this share of the images (the Dataset panel's)
+    score_models_dir: str = ""  # where registry taggers are cached; "" = the host's (the Tagger panel's)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -241,6 +246,10 @@ class TrainConfig:
         if self.on_validation_rise not in ON_VALIDATION_RISE:
             raise UserInputError(
                 f"On validation rise {self.on_validation_rise!r} is not one of: {', '.join(ON_VALIDATION_RISE)}."
+            )
+        if not 0 < self.score_share <= 1:
+            raise UserInputError(
+                f"Score tag share {self.score_share} must be above 0 and at most 1 (e.g. 0.5: tags on half the images)."
             )
         if self.optimizer not in OPTIMIZERS:
             raise UserInputError(f"Optimizer {self.optimizer!r} is not one of: {', '.join(OPTIMIZERS)}.")

@@ -31,6 +31,8 @@ def make_train_job(
     """
     from embed_studio.train.loop import train
 
+    if config.preview_score and not config.score_models_dir and getattr(provider, "tagger_models_dir", None):
+        config.score_models_dir = str(provider.tagger_models_dir)  # the host's Tagger panel's downloads
     config.validate()
     check_before_loading(config)
 

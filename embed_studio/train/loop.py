@@ -179,6 +179,9 @@ class _Run:
         self.loss_log = LossLog(self.log_dir / "loss.csv")
         self.loss_log.truncate_after(self.initial_step)
         self.validator = self._validator()
+        from embed_studio.train.scoring import make_scorer
+
+        self.scorer = make_scorer(config, self.log_dir, self.initial_step, self._warn)
         self.scalars = None
         if config.tensorboard:
             from embed_studio.train.scalars import Scalars
@@ -433,7 +436,22 @@ class _Run:
                     self.report.image(path)
             except Exception as e:  # a failed preview must not end hours of training
                 self._warn(f"preview at step {step} failed: {type(e).__name__}: {e}")
+            else:
+                self._score(step)
             self.loss_log.flush()
+
+    def _score(self, step: int) -> None:
+        """With preview scoring: tag this step's previews and log how many character tags they show."""
+        if getattr(self, "scorer", None) is None:
+            return
+        from embed_studio.train.previews import preview_images
+
+        try:
+            row = self.scorer.score(step, preview_images(self.config, self.log_dir, step))
+        except Exception as e:  # like a failed preview, a failed score must not end the run
+            self._warn(f"scoring the previews of step {step} failed: {type(e).__name__}: {e}")
+            return
+        self.report.say(self.scorer.describe(row))
 
     def _cycle_ends(self, step: int) -> bool:
         """With save_each_cycle on a cosine schedule: `step` completes a cycle (the rate is at its lowest)."""

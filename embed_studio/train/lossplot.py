@@ -129,10 +129,12 @@ def render_loss_plot(
     dpi: int = 100,
     validation: ValidationSeries | None = None,
     transparent: bool = False,
+    scores: Any = None,
 ) -> Image.Image | None:
     """The plot as an RGB PIL image, or None when there is nothing to plot yet.
 
-    The validation loss (and its best check) is drawn too: `validation`, or the validation.csv beside a loss CSV.
+    The validation loss (and its best check) is drawn too: `validation`, or the validation.csv beside a loss CSV;
+    and the preview scores (train.scoring.ScoreSeries, or the preview_scores.jsonl beside it) in a panel below.
     `transparent`: an RGBA image with no background and grey text and axes, readable on a light page and a
     dark one alike (the tab follows the page's theme without knowing it).
 
@@ -149,10 +151,18 @@ def render_loss_plot(
         return None
     if validation is None and not isinstance(source, LossSeries):
         validation = read_validation_log(Path(source).with_name(VALIDATION_LOG_NAME))
+    if scores is None and not isinstance(source, LossSeries):
+        from embed_studio.train.scoring import SCORE_LOG_NAME, read_score_log
+
+        scores = read_score_log(Path(source).with_name(SCORE_LOG_NAME))
     window = window or default_window(len(series))
-    fig = Figure(figsize=size, dpi=dpi)
+    scored = scores is not None and len(scores) > 0
+    fig = Figure(figsize=(size[0], size[1] * 1.5) if scored else size, dpi=dpi)
     canvas = FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    if scored:
+        ax, score_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    else:
+        ax, score_ax = fig.add_subplot(1, 1, 1), None
     marker = "o" if len(series) <= 20 else None  # a handful of points would otherwise be invisible
     ax.plot(series.steps, series.losses, color="#9ab8d8", linewidth=0.8, marker=marker, markersize=3, label="loss")
     if len(series) >= 2:
@@ -165,7 +175,8 @@ def render_loss_plot(
             label="validation",
         )  # fmt: skip
         ax.plot([best[0]], [best[1]], color="#15803d", marker="*", markersize=12, linestyle="none", label="best")
-    ax.set_xlabel("step")
+    if score_ax is None:  # else the score panel below carries the step axis
+        ax.set_xlabel("step")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("loss")
     ax.grid(True, alpha=0.3)
@@ -186,6 +197,9 @@ def render_loss_plot(
     last = f"step {series.steps[-1]}, loss {series.losses[-1]:.4f}"
     if best:
         last += f", best validation {best[1]:.4f} at step {best[0]}"
+    if score_ax is not None:
+        top = _draw_scores(score_ax, scores)
+        last += f", best preview score {top[1]:g}/{scores.of} at step {top[0]}"
     fig.suptitle(f"{title} · {last}" if title else last, fontsize="medium")
     if transparent:
         _neutral_colours(fig, legend)
@@ -193,6 +207,44 @@ def render_loss_plot(
     canvas.draw()
     image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
     return image.copy() if transparent else image.convert("RGB")
+
+
+SCORE_COLOUR = "#a21caf"
+
+
+def _draw_scores(ax: Any, scores: Any) -> tuple[int, float]:
+    """Character tags shown per scored step, the best one starred; returns that (step, score)."""
+    from matplotlib.ticker import MaxNLocator
+
+    best = scores.best()
+    ax.plot(
+        scores.steps, scores.scores, color=SCORE_COLOUR, linewidth=1.5, marker="o", markersize=4, label="preview score"
+    )
+    ax.plot([best[0]], [best[1]], color=SCORE_COLOUR, marker="*", markersize=12, linestyle="none", label="best score")
+    ax.set_ylim(-0.2, max(scores.of, max(scores.scores)) + 0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(f"tags of {scores.of}")
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize="small").get_frame().set_alpha(0.0)
+    return best
+
+
+def plot_inputs_key(log_dir: str | os.PathLike) -> Any:
+    """What the plot is drawn from, as file stamps: a change means redraw. None when there is no loss log yet."""
+    from embed_studio.train.scoring import SCORE_LOG_NAME
+
+    stamps = []
+    for name in (LOSS_LOG_NAME, VALIDATION_LOG_NAME, SCORE_LOG_NAME):
+        try:
+            stat = (Path(log_dir) / name).stat()
+            stamps.append((stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            if name == LOSS_LOG_NAME:
+                return None
+            stamps.append(None)
+    return tuple(stamps)
 
 
 NEUTRAL = "#8a8f98"  # mid grey: legible on white and on the dark theme's near-black
@@ -211,6 +263,10 @@ def _neutral_colours(fig: Any, legend: Any) -> None:
             ax.tick_params(axis="y", colors=NEUTRAL)
             ax.yaxis.label.set_color(NEUTRAL)
         ax.xaxis.label.set_color(NEUTRAL)
+        own = ax.get_legend()
+        if own is not None and own is not legend:  # the score panel's
+            for text in own.get_texts():
+                text.set_color(NEUTRAL)
     legend.get_frame().set_alpha(0.0)
     legend.get_frame().set_edgecolor(NEUTRAL)
     for text in legend.get_texts():

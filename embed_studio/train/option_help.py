@@ -110,6 +110,31 @@ BEYOND: dict[str, tuple[str, str]] = {
         "to the best state (the best copy, NAME-best.pt in the log folder, is kept either way).",
     ),
     "validation_lr_factor": ("Validation LR factor", "What lower_lr multiplies the rate by (between 0 and 1)."),
+    "preview_score": (
+        "Score previews with the tagger",
+        "Tag every preview with the tagger below and log, per saved step, how many of the character tags it shows "
+        "(preview_scores.jsonl beside loss.csv, drawn under the loss with the best step named). Needs previews and "
+        "a tagger model; without one training runs unscored.",
+    ),
+    "score_tagger": (
+        "Scoring tagger model",
+        "The Tagger panel's model: a registry name (downloaded once, like in the Tagger panel) or a folder holding "
+        "model.onnx and selected_tags.csv. Empty = no scoring.",
+    ),
+    "score_tags": (
+        "Character tags to look for",
+        "Comma-separated tags the previews should show. Empty = the Dataset panel's suggestions: tags on at least "
+        "the share below of the images, generic ones (solo, 1girl...) left out.",
+    ),
+    "score_share": (
+        "Suggested tags: share of images",
+        "With no tags listed: a tag counts as the character's when at least this share (above 0, at most 1) of the "
+        "dataset's captions have it (the Dataset panel's Suggest threshold).",
+    ),
+    "score_models_dir": (
+        "Tagger models folder",
+        "Where registry taggers are downloaded and cached. Empty = the Tagger panel's folder.",
+    ),
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {"optimizer": OPTIMIZERS, "on_validation_rise": ON_VALIDATION_RISE}
@@ -130,4 +155,5 @@ GROUPS: dict[str, list[tuple[str, ...]]] = {
         ("validation_split", "validation_dir", "validation_every"),
         ("validation_patience", "on_validation_rise", "validation_lr_factor"),
     ],
+    "Preview scoring": [("preview_score", "score_tagger", "score_models_dir"), ("score_tags", "score_share")],
 }

@@ -18,6 +18,7 @@ FORMAT = 1
 # What a run trains on and where it writes: per run, so a preset never carries them.
 PER_RUN = frozenset(
     {"kind", "model", "dataset", "target", "name", "log_dir", "device", "vae", "templates_dir", "extra"}
+    | {"score_models_dir"}  # the host's tagger folder, like its templates folder
 )
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 

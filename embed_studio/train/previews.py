@@ -33,9 +33,9 @@ def save_previews(
     """Render and write images/<name>-<step>.png (+ image_embeddings/ for embeddings); returns the paths."""
     request = preview_request(config, step, last_prompt)
     image = target.preview(request)
-    images_dir = log_dir / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
-    path = images_dir / f"{config.name}-{step}.png"
+    path = preview_path(config, log_dir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images_dir = path.parent
     _write_png(image, path)
     written = [path]
     if config.preview_prompts.strip():
@@ -51,9 +51,34 @@ def save_previews(
     return written
 
 
+def preview_path(config: TrainConfig, log_dir: Path, step: int, number: int = 0) -> Path:
+    """images/<name>-<step>.png, or for extra preview prompt `number` images/<name>-<step>-<number>.png."""
+    return log_dir / "images" / (f"{config.name}-{step}" + (f"-{number}" if number else "") + ".png")
+
+
+def preview_images(config: TrainConfig, log_dir: Path, step: int) -> list[Path]:
+    """Every image the previews of `step` drew (not the grid or the embedding-carrying copy)."""
+    from embed_studio.train.preview_grid import parse_preview_prompts
+
+    extra = (
+        len(parse_preview_prompts(config.preview_prompts, PreviewRequest(prompt="")))
+        if config.preview_prompts.strip()
+        else 0
+    )
+    return [preview_path(config, log_dir, step, n) for n in range(extra + 1)]
+
+
 def _write_png(image: Any, path: Path) -> None:
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    info = None
+    parameters = getattr(image, "info", {}).get("parameters")
+    if isinstance(parameters, str):
+        from PIL.PngImagePlugin import PngInfo
+
+        # The WebUI's generation parameters, as its own previews keep them (its PNG Info tab reads them back).
+        info = PngInfo()
+        info.add_text("parameters", parameters)
+    image.save(buf, format="PNG", pnginfo=info)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -69,7 +94,7 @@ def _extra_previews(
         if request.seed < 0:
             request.seed = derive_seed(config.seed, "preview", step, n) % 2**32
         extra = target.preview(request)
-        _write_png(extra, folder / f"{config.name}-{step}-{n}.png")
+        _write_png(extra, preview_path(config, folder.parent, step, n))
         images.append(extra)
         labels.append(f"{request.prompt} (seed {request.seed}, {request.sampler}, {request.steps} steps)")
     grid = folder / f"{config.name}-{step}-grid.png"

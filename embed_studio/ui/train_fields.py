@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from embed_studio.backends.base import PRECISIONS, PREVIEW_SAMPLERS
+from embed_studio.tagger.registry import model_names
 from embed_studio.train.config import CLIP_GRAD_MODES, LATENT_SAMPLING, LR_SCHEDULERS
 from embed_studio.train.option_help import BEYOND, CHOICES
 from embed_studio.ui.train_form import FIELD_TYPES, default
@@ -100,6 +101,7 @@ for _name, (_label, _info) in BEYOND.items():
     if _name in CHOICES:
         SPECS[_name]["choices"] = list(CHOICES[_name])
 SPECS["preview_prompts"]["lines"] = 4
+SPECS["score_tagger"].update(choices=model_names(), dropdown=True, allow_custom_value=True)
 
 
 def elem_id(name: str) -> str:

@@ -24,6 +24,7 @@ from embed_studio.ui.jobs_ui import follow_job
 from embed_studio.ui.prefs import Prefs
 from embed_studio.ui.train_create import CreatePanels
 from embed_studio.ui.train_fields import make_field
+from embed_studio.ui.train_txt2img import Txt2ImgPreview
 
 NO_PROVIDER = "Training needs a model host: run it inside the WebUI, or standalone with `embed-studio ui`."
 IDLE = "Pick the file to train and the dataset, then press **Train**."
@@ -160,6 +161,8 @@ class TrainTab(Tab):
                     field("clip_grad_mode")
                     field("clip_grad_value")
                 with gr.Accordion("Previews", open=False, elem_id="es-train-previews"):
+                    self.txt2img = Txt2ImgPreview(self.host)  # the WebUI's "read parameters from txt2img"
+                    self.txt2img.create_ui()
                     field("preview_prompt")
                     field("preview_negative_prompt")
                     with gr.Row():
@@ -229,6 +232,7 @@ class TrainTab(Tab):
         fields = self.fields
         live = [self.job_id, self.status, self.gallery, self.loss_plot, self.target_info, self.job_marker]
         train_inputs = [self.job_id, self.model_path, self.dataset, self.kind, self.target, self.vae, *fields.values()]
+        train_inputs += self.txt2img.inputs
         self.train_button.click(self._train, inputs=train_inputs, outputs=live)
         self.attach_button.click(self._attach, inputs=[self.job_id], outputs=live)
         # Resume: the file's last run settings back into the form (e.g. after a reload), then Train as usual.
@@ -444,10 +448,11 @@ class TrainTab(Tab):
             )  # fmt: skip
             return
         labels = {name: getattr(c, "label", None) or name for name, c in self.fields.items()}
+        values, txt2img = values[: len(self.fields)], values[len(self.fields) :]
         try:
             config, vae = form.build_config(
                 self.provider, kind=kind, model_path=model_path, dataset=dataset, target=target, vae=vae,
-                values=dict(zip(self.fields, values, strict=True)), labels=labels,
+                values=self.txt2img.apply(dict(zip(self.fields, values, strict=True)), txt2img), labels=labels,
             )  # fmt: skip
         except EmbedStudioError as e:
             yield job_id, f"**Cannot start:** {e}", *_unchanged()
@@ -495,17 +500,13 @@ class TrainTab(Tab):
     def _plot(status: JobStatus, sent: dict[str, Any]) -> Any:
         """The loss plot, redrawn when the loss log changed on disk (every few steps, at previews and at the end),
         at most every PLOT_SECONDS while the run goes on: drawing it is not free for the server."""
-        from embed_studio.train.lossplot import loss_log_path, render_loss_plot
+        from embed_studio.train.lossplot import loss_log_path, plot_inputs_key, render_loss_plot
 
         log_dir = status.stats.get("log_dir")
         if not log_dir:
             return gr.update()
         path = loss_log_path(log_dir)
-        try:
-            stat = path.stat()
-            key: Any = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            key = None
+        key = plot_inputs_key(log_dir)  # the validation and preview-score logs change the plot too
         if key == sent["plot"]:
             return gr.update()
         now = time.monotonic()

@@ -24,6 +24,9 @@ def on_app_started(_demo, app) -> None:
 
 
 def register() -> None:
+    from embed_studio.webui import txt2img_params
+
+    txt2img_params.register()  # before on_ui_tabs: the WebUI's Train tab, which hands them over, is built first
     script_callbacks.on_ui_tabs(on_ui_tabs, name="embed_studio")
     script_callbacks.on_ui_settings(settings.on_ui_settings, name="embed_studio")
     script_callbacks.on_app_started(on_app_started, name="embed_studio")

@@ -7,8 +7,10 @@ from pathlib import Path
 from modules import paths_internal, shared
 
 from embed_studio.ui.host import UiHost
+from embed_studio.ui.train_txt2img import TXT2IMG_PREVIEW_PARAMS
 from embed_studio.webui import progress, settings
 from embed_studio.webui.provider import get_provider
+from embed_studio.webui.txt2img_params import txt2img_preview_params
 
 
 def models_dir() -> Path:
@@ -27,5 +29,6 @@ def make_host() -> UiHost:
         extras={
             "embeddings_dir": Path(shared.cmd_opts.embeddings_dir),
             "hypernetworks_dir": Path(shared.cmd_opts.hypernetwork_dir),
+            TXT2IMG_PREVIEW_PARAMS: txt2img_preview_params(),
         },
     )

@@ -31,7 +31,10 @@ def training_config(config: Any, provider: Any) -> tuple[Any, str]:
         data["width"] = data["height"] = provider.default_size()
     # The WebUI's templates folder, whatever the client says: a client names a template, never a folder or file.
     data["templates_dir"] = str(provider.templates_dir) if provider.templates_dir is not None else ""
+    # Likewise the Tagger panel's models folder for preview scoring (make_train_job puts it in).
+    data["score_models_dir"] = ""
     fields = TrainConfig.checked_fields(data)
+    _check_score_tagger(fields.get("score_tagger", ""), provider)
     kind = require_kind(fields["kind"])
     target = resolve_target(kind, fields["target"], provider)
     if not target.is_file():
@@ -51,6 +54,29 @@ def training_config(config: Any, provider: Any) -> tuple[Any, str]:
     known_template(cfg.template, cfg.templates_dir or None)
     load_template_lines(cfg.template, cfg.templates_dir or None, require_name=kind == "embedding")
     return cfg, cfg.vae
+
+
+def _check_score_tagger(name: str, provider: Any) -> None:
+    """A client names a registry tagger or a folder inside the WebUI's tagger models folder, never another path."""
+    from pathlib import Path
+
+    from embed_studio.tagger.registry import find_spec
+
+    name = name.strip()
+    if not name or find_spec(name) is not None:
+        return
+    home = getattr(provider, "tagger_models_dir", None)
+    inside = False
+    if home is not None:
+        try:
+            inside = Path(name).expanduser().resolve().is_relative_to(Path(home).resolve())
+        except (OSError, ValueError):
+            inside = False
+    if not inside:
+        raise UserInputError(
+            f"score_tagger {name!r}: name a tagger from the Tagger panel's list, or a folder inside "
+            f"{home or 'its models folder'}."
+        )
 
 
 def create_options(request: Any) -> dict[str, Any]:
