@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 SITES = ("e621", "danbooru")
@@ -130,7 +129,12 @@ def run_fetch_command(args: argparse.Namespace) -> int:
         max_mb=args.max_mb, sample=args.sample, workers=args.workers, write_captions=not args.no_captions,
         tag_options=tags, output=output, tag_list=args.tag_list, cache_dir=args.cache_dir,
     )  # fmt: skip
-    return _run(fetch_job(options), lambda result: result.text())
+    # Downloads and captions are written whole or not at all (a temporary renamed at the end): what is there is done.
+    return _run(
+        fetch_job(options), lambda result: result.text(),
+        lambda status: f"{status.stats.get('files', 0)} new file(s) kept in {args.out}, each complete; the same "
+        "command again goes on where this one stopped",
+    )  # fmt: skip
 
 
 def run_caption_command(args: argparse.Namespace) -> int:
@@ -141,39 +145,31 @@ def run_caption_command(args: argparse.Namespace) -> int:
         folder=args.folder, connection=_connection(args), tag_options=tags, output=output, tag_list=args.tag_list,
         cache_dir=args.cache_dir,
     )  # fmt: skip
-    return _run(caption_job(options), lambda result: result.text(args.site))
+    return _run(
+        caption_job(options), lambda result: result.text(args.site),
+        lambda status: f"{int(status.done)}/{int(status.total or 0)} md5(s) looked up; the captions written for "
+        "them are kept, each complete",
+    )  # fmt: skip
 
 
-def _run(job, summarise) -> int:
-    """Run a job in the background, print progress to stderr, Ctrl+C cancels cleanly."""
+def _run(job, summarise, kept) -> int:
+    """Run a job with its progress on stderr; Ctrl-C cancels it, keeping every file already written."""
+    from embed_studio.commands.progress_display import ProgressDisplay, cancelled_exit_code, run_job
     from embed_studio.jobs import CANCELLED, DONE
-    from embed_studio.progress import status_line
 
-    job.start()
-    tty = sys.stderr.isatty()
-    last, last_logged = "", 0.0
-    try:
-        while not job.wait(0.5):
-            line = status_line(job.status(), unit="files")
-            if line != last and tty:
-                print("\r" + line[:150].ljust(150), end="", file=sys.stderr, flush=True)
-            elif line != last and time.monotonic() - last_logged >= 10:
-                # Logs and pipes get a line every 10 s instead of a redrawn one.
-                print(line, file=sys.stderr, flush=True)
-                last_logged = time.monotonic()
-            last = line
-    except KeyboardInterrupt:
-        print("\ncancelling (finishing the files in flight)...", file=sys.stderr)
-        job.cancel()
-        job.wait()
-    if tty:
-        print(file=sys.stderr)
+    received = run_job(
+        job, ProgressDisplay(unit="files"), "cancelling: finishing the files in flight…",
+        "still finishing the files in flight; it ends once they are written or discarded",
+    )  # fmt: skip
     status = job.status()
     if status.state == DONE:
         print(summarise(job.result))
         # Files that failed leave the run unfinished for a script, though the others were fetched.
         return 1 if getattr(job.result, "failed", None) else 0
+    if status.state == CANCELLED:
+        print(f"cancelled: {kept(status)}", file=sys.stderr)
+        return cancelled_exit_code(received)
     if "summary" in status.stats:
         print(status.stats["summary"])
     print(f"error: {status.error}", file=sys.stderr)
-    return 130 if status.state == CANCELLED else 1
+    return 1

@@ -85,9 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from embed_studio.errors import UserInputError
+    from embed_studio.commands.progress_display import ProgressDisplay, cancelled_exit_code, is_verbose, run_job
+    from embed_studio.errors import Cancelled, UserInputError
     from embed_studio.jobs import Job
-    from embed_studio.progress import status_line
     from embed_studio.tagger.options import TaggerOptions, parse_thresholds
     from embed_studio.tagger.pipeline import TagRequest, tag_folder
     from embed_studio.tagger.registry import MODELS, ModelSpec, find_spec
@@ -136,18 +136,18 @@ def run(args: argparse.Namespace) -> int:
         models_dir=args.models_dir,
         use_cache=not args.no_cache,
     )
+    if not is_verbose():  # onnxruntime's own warnings (providers, graph fusions) on every session
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
     job = Job("tag", lambda ctx: tag_folder(request, ctx))
-    interactive = sys.stderr.isatty()
-
-    def show(status) -> None:
-        line = status_line(status, unit="img")
-        if interactive:
-            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
-
-    job.add_listener(show)
-    job.run()
-    if interactive:
-        print(file=sys.stderr)
+    received = run_job(
+        job, ProgressDisplay(unit="img"), "cancelling: finishing the image in hand…",
+        "still finishing the image in hand; it ends in a moment",
+    )  # fmt: skip
+    if isinstance(job.exception, Cancelled):
+        print(f"cancelled: {_kept(job.status(), request.dry_run)}", file=sys.stderr)
+        return cancelled_exit_code(received)
     if job.exception is not None:
         raise job.exception
     summary = job.result
@@ -163,3 +163,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"failed: {r.error}", file=sys.stderr)
     print(summary.describe())
     return 0
+
+
+def _kept(status, dry_run: int) -> str:
+    """What a cancelled run leaves: each caption is written whole (temporary + rename) or not at all."""
+    if dry_run:
+        return "nothing written (dry run)"
+    written = status.stats.get("written", 0)
+    left = max(0, int(status.total or 0) - int(status.done))
+    return (
+        f"{written} caption(s) written and kept, {left} image(s) not tagged yet; run it again with "
+        "--on-existing skip to tag only those"
+    )
