@@ -17,6 +17,8 @@ STAGE, STAGE_DONE, STAGE_TOTAL = "stage", "stage_done", "stage_total"
 # Job stats for previews being drawn between steps: "drawing preview 2/4".
 DRAWING, DRAWING_TOTAL = "drawing", "drawing_total"
 
+# What a job counts before its work names it (the first line of a run is drawn before any progress).
+DEFAULT_LABELS = {"fetch": "file", "caption": "md5", "tag": "image", "train": "step"}
 # How long a part survives when a narrow terminal must drop some: higher stays longer.
 KEEP_COUNT, KEEP_ERROR, KEEP_DRAWING, KEEP_ETA, KEEP_BAR, KEEP_RATE, KEEP_LOSS, KEEP_BATCH, KEEP_TEXT = (
     100, 95, 90, 80, 75, 70, 60, 30, 10,
@@ -65,7 +67,7 @@ def status_parts(status: JobStatus, unit: str = "it") -> StatusParts:
     if stage:
         count, fraction = _count(stage, stats.get(STAGE_DONE) or 0, stats.get(STAGE_TOTAL))
     else:
-        count, fraction = _count(stats.get("label", "step"), status.done, status.total)
+        count, fraction = _count(stats.get("label", DEFAULT_LABELS.get(status.kind, "step")), status.done, status.total)
     rest: list[Part] = []
     if stats.get(DRAWING):
         total = stats.get(DRAWING_TOTAL)

@@ -88,9 +88,11 @@ class ProgressDisplay:
     """
 
     def __init__(
-        self, unit: str = "it", stream: TextIO | None = None, interval: float | None = None, tty: bool | None = None
-    ):
+        self, unit: str = "it", stream: TextIO | None = None, interval: float | None = None, tty: bool | None = None,
+        columns: int | None = None,
+    ):  # fmt: skip
         self.unit = unit
+        self.columns = columns  # None: the terminal's width, asked at each redraw (a window can be resized)
         self.stream = stream if stream is not None else sys.stderr
         self.tty = _isatty(self.stream) if tty is None else tty
         self.interval = progress_interval() if interval is None else interval
@@ -150,7 +152,7 @@ class ProgressDisplay:
                 self._shown = parts.line()
 
     def _draw(self, parts: StatusParts) -> None:
-        line = fit_line(parts, _columns(self.stream) - 1, *self._glyphs)
+        line = fit_line(parts, (self.columns or _columns(self.stream)) - 1, *self._glyphs)
         # Spaces over the rest of a longer previous line: no terminal escape codes needed.
         self._write("\r" + line + " " * max(0, len(self._shown) - len(line)))
         self._shown = line
