@@ -62,6 +62,18 @@ def test_fetch_through_a_pipe_writes_plain_lines_at_the_interval(booru_server, f
     assert "\r" not in sparse.stderr
 
 
+def test_a_query_with_no_posts_is_a_total_of_zero(booru_server, fb, tmp_path):
+    server = booru_server(fb.make_posts(3))
+    args = _fetch_args(server, tmp_path / "out", 5)
+    args[2] = "no_such_tag"
+    run = TerminalRun(*args, env=EVERY_CHANGE)
+    code, stdout, shown = run.finish()
+    assert code == 0, shown
+    assert "No posts matched" in stdout
+    assert terminal_lines(shown)[-1].startswith("file 0/0 |" + "█" * 10)  # done, not 0% of nothing
+    assert "Traceback" not in shown
+
+
 def test_ctrl_c_in_fetch_keeps_the_finished_files_and_nothing_half_written(booru_server, fb, tmp_path):
     posts = fb.make_posts(4)
     server = booru_server(posts)
