@@ -25,6 +25,8 @@ def cli_env() -> dict[str, str]:
     # Whatever an editable install points at.
     env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
+    # A progress line at every change, as a test reading them expects (the default is one every few seconds).
+    env.setdefault("EMBED_STUDIO_PROGRESS_INTERVAL", "0")
     return env
 
 

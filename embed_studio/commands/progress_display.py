@@ -224,22 +224,19 @@ def stop_signals_cancel(job: Any, say: Any, stopping: str, still_stopping: str) 
 
 
 def configure_library_output(verbose: bool) -> None:
-    """Keep transformers/diffusers/onnxruntime advice and Python warnings off the CLI unless --verbose.
+    """Keep other packages' Python warnings (FutureWarning, deprecations) off the CLI unless --verbose.
 
-    Set before those libraries are imported (they read their verbosity from the environment at import), so
-    `--help` still imports none of them. Their errors still show.
+    transformers/diffusers logging is quieted around each model load (backends.standalone.quiet_model_libraries)
+    and onnxruntime's by the tag command; both read VERBOSE_ENV, which this sets or clears for the run.
     """
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
         return
     os.environ.pop(VERBOSE_ENV, None)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for category in (FutureWarning, DeprecationWarning, UserWarning):
-        # Only other packages' warnings: a warning of ours would be a bug worth seeing.
-        warnings.filterwarnings("ignore", category=category, module=r"^(?!embed_studio)")
+    # Embed Studio says what a user must know in its own lines, never through `warnings`; a library's warning is
+    # often attributed to our line that called it (stacklevel), so these go whatever module they name.
+    for category in (FutureWarning, DeprecationWarning, PendingDeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 def is_verbose() -> bool:
