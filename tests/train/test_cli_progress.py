@@ -21,7 +21,10 @@ LIBRARY_CHATTER = ("accelerate", "kept in float32", "Loading weights", "[transfo
 @pytest.fixture
 def target(tmp_path, tiny_model) -> Path:
     folder = tmp_path / "embeddings"
-    assert main(["create", "embedding", "emb", "--model", str(tiny_model), "--init-text", "red", "--dir", str(folder)]) == 0
+    assert (
+        main(["create", "embedding", "emb", "--model", str(tiny_model), "--init-text", "red", "--dir", str(folder)])
+        == 0
+    )
     return folder / "emb.pt"
 
 
