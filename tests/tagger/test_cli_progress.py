@@ -49,6 +49,9 @@ def test_tag_through_a_pipe_writes_plain_lines(tiny_tagger, tmp_path):
     assert "\r" not in result.stderr
     counts = [line.split(" · ")[0] for line in result.stderr.splitlines() if line.startswith("image ")]
     assert {"image 1/6", "image 6/6"} <= set(counts), result.stderr
+    # Nothing but progress and our own note on the provider: no onnxruntime log, no Python warning.
+    others = [line for line in result.stderr.splitlines() if not line.startswith(("image ", "note: "))]
+    assert others == [], result.stderr
 
 
 def test_a_folder_with_nothing_to_tag_ends_at_once(tiny_tagger, tmp_path):
