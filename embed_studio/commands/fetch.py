@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Download posts matching QUERY as md5.ext files (resumable), one API request a second, "
         "with a caption per image built from the post's own tags.",
     )
-    f.add_argument("site", choices=SITES)
+    f.add_argument("site", choices=SITES, help="the booru to search")
     f.add_argument("query", help='search in the booru\'s syntax, e.g. "zangoose -female score:>0"')
     f.add_argument("--out", type=Path, required=True, help="folder for the images (created if missing)")
     f.add_argument("--limit", type=int, default=150, help="how many files to get (default: 150)")
@@ -39,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Look up every md5-named image of DIR (copies like 'x (1).jpg' and the WebUI preprocessor's "
         "'00001-0 x.jpg' included) on the booru, 100 md5s a request, and write captions from the post tags.",
     )
-    c.add_argument("site", choices=SITES)
-    c.add_argument("folder", type=Path)
+    c.add_argument("site", choices=SITES, help="the booru whose tags to use")
+    c.add_argument("folder", type=Path, help="folder of md5-named images")
     _connection_args(c)
     _tag_args(c)
     c.set_defaults(func=run_caption_command)
@@ -65,8 +65,16 @@ def _tag_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-sort", action="store_true", help="keep the booru's order instead of sorting by count")
     g.add_argument("--no-artist", action="store_true", help="do not prepend 'by ARTIST'")
     g.add_argument("--no-rating", action="store_true", help="do not prepend the rating")
-    g.add_argument("--rating-template", default="{rating} content")
-    g.add_argument("--artist-template", default="by {artist}")
+    g.add_argument(
+        "--rating-template",
+        default="{rating} content",
+        help="how the prepended rating reads; {rating} is the rating's name, e.g. explicit (default: %(default)s)",
+    )
+    g.add_argument(
+        "--artist-template",
+        default="by {artist}",
+        help="how the prepended artist reads; {artist} is the tag (default: %(default)s)",
+    )
     g.add_argument("--include", default="", help="tags always added, comma separated")
     g.add_argument("--exclude", default="", help="tags never written, comma separated (* wildcards)")
     g.add_argument("--keep-underscores", action="store_true", help="keep underscores in tags")
@@ -75,8 +83,17 @@ def _tag_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--output", choices=("sidecar", "filename", "kohya"), default="sidecar",
                    help="sidecar .txt files, tags as copies' file names, or a kohya N_name folder")  # fmt: skip
     g.add_argument("--output-dir", type=Path, default=None, help="where filename/kohya copies go")
-    g.add_argument("--kohya-repeats", type=int, default=10)
-    g.add_argument("--kohya-name", default="subject")
+    g.add_argument(
+        "--kohya-repeats",
+        type=int,
+        default=10,
+        help="with --output kohya: the N of the N_name folder, repeats per epoch (default: %(default)s)",
+    )
+    g.add_argument(
+        "--kohya-name",
+        default="subject",
+        help="with --output kohya: the name of the N_name folder (default: %(default)s)",
+    )
     g.add_argument("--overwrite-captions", action="store_true", help="replace existing caption files")
 
 

@@ -29,13 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"registry name or folder with model.onnx + tags CSV (default: {DEFAULT_MODEL})",
     )
     p.add_argument("--list-models", action="store_true", help="list the known models and exit")
-    p.add_argument("--general-threshold", type=float, default=None, help="default: the model's published value")
-    p.add_argument("--character-threshold", type=float, default=None, help="default: the model's published value")
+    p.add_argument(
+        "--general-threshold", type=float, default=None,
+        help="keep general tags scored at least this, 0 to 1 (default: the model's published value)",
+    )  # fmt: skip
+    p.add_argument(
+        "--character-threshold", type=float, default=None,
+        help="keep character tags scored at least this, 0 to 1 (default: the model's published value)",
+    )  # fmt: skip
     p.add_argument("--mcut-general", action="store_true", help="automatic general threshold per image (MCut)")
     p.add_argument("--mcut-character", action="store_true", help="automatic character threshold per image (MCut)")
     p.add_argument("--ratings", action="store_true", help="put the most likely rating tag first")
     p.add_argument("--max-tags", type=int, default=0, help="keep only the N most confident predicted tags (0: all)")
-    p.add_argument("--sort", choices=SORT_MODES, default="confidence")
+    p.add_argument(
+        "--sort", choices=SORT_MODES, default="confidence", help="order of the predicted tags (default: %(default)s)"
+    )
     p.add_argument("--underscores", action="store_true", help="keep underscores (default: spaces, kaomoji kept)")
     p.add_argument(
         "--underscore-exceptions",
@@ -76,9 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="show tags for N images (5), write nothing",
     )
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="images per model run (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, help="decode threads (default: automatic)")
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument(
+        "--device", choices=("auto", "cuda", "cpu"), default="auto",
+        help="where the model runs; auto: the GPU when onnxruntime-gpu can use one (default: %(default)s)",
+    )  # fmt: skip
     p.add_argument("--models-dir", type=Path, default=None, help="download and cache folder")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store probabilities")
     p.set_defaults(func=run)
