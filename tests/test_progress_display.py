@@ -13,7 +13,7 @@ import pytest
 
 from embed_studio.commands.progress_display import ProgressDisplay, fit_line, progress_interval
 from embed_studio.jobs import Job
-from embed_studio.progress import drawing_stats, stage_stats, status_line, status_parts
+from embed_studio.progress import Part, StatusParts, drawing_stats, stage_stats, status_line, status_parts
 
 
 def _run(work, kind: str = "fetch", total=None, **display_args) -> tuple[Job, str]:
@@ -67,6 +67,7 @@ def test_fit_line_drops_the_free_text_first_and_keeps_the_count_and_eta():
         assert len(narrow) <= 40 and narrow.startswith("step 40/100") and "ETA" in narrow
         assert "a long free text" not in narrow
         assert len(fit_line(parts, 5)) <= 5  # even the count is cut rather than wrapped
+        assert "\n" not in fit_line(StatusParts("step 1/2", 0.5, [Part("two\nlines", 10)]), 80)
     finally:
         checked.set()
         thread.join(30)

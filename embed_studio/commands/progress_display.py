@@ -62,7 +62,8 @@ def fit_line(parts: StatusParts, width: int, fill: str = "â–ˆ", empty: str = "â–
     if parts.fraction is not None:
         bar = _bar(parts.fraction, max(10, min(30, width // 5)), fill, empty)
         pieces.append((bar, KEEP_BAR))
-    pieces += [(p.text, p.keep) for p in parts.rest]
+    # A line break inside a part (a multi-line error) would leave the redrawn line for good.
+    pieces += [(" ".join(p.text.split()), p.keep) for p in parts.rest]
 
     def join(items: list[tuple[str, int]]) -> str:
         # The bar sits between the count and the rest with plain spaces; the rest are separated as in the status line.
