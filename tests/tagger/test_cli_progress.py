@@ -82,3 +82,16 @@ def test_ctrl_c_in_tag_keeps_the_captions_written(tiny_tagger, tmp_path):
     assert all(c.read_text(encoding="utf-8").strip() for c in captions)  # each caption whole
     assert [p.name for p in folder.iterdir() if p.suffix not in (".png", ".txt")] == []  # no temporaries
     assert stdout == ""  # no summary of a finished run
+
+
+def test_a_model_download_shows_in_our_line_only(fake_hub, tmp_path):
+    # The hub's own tqdm bar would draw a second progress line into ours (and into every log).
+    endpoint, _ = fake_hub
+    folder = _images(tmp_path / "data", 2)
+    args = ["tag", str(folder), "--model", "wd14-convnext", "--models-dir", str(tmp_path / "models"), "--no-cache"]
+    result = run_cli(*args, env_extra={**EVERY_CHANGE, "HF_ENDPOINT": endpoint})
+    assert result.returncode == 0, result.stderr
+    assert "Downloading model.onnx" in result.stderr
+    others = [line for line in result.stderr.splitlines() if not line.startswith(("image ", "note: "))]
+    assert others == [], result.stderr
+    assert "\r" not in result.stderr
