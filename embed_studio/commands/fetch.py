@@ -166,16 +166,17 @@ def run_caption_command(args: argparse.Namespace) -> int:
         caption_job(options), lambda result: result.text(args.site),
         lambda status: f"{int(status.done)}/{int(status.total or 0)} md5(s) looked up; the captions written for "
         "them are kept, each complete",
+        unit="md5s",
     )  # fmt: skip
 
 
-def _run(job, summarise, kept) -> int:
+def _run(job, summarise, kept, unit: str = "files") -> int:
     """Run a job with its progress on stderr; Ctrl-C cancels it, keeping every file already written."""
     from embed_studio.commands.progress_display import ProgressDisplay, cancelled_exit_code, run_job
     from embed_studio.jobs import CANCELLED, DONE
 
     received = run_job(
-        job, ProgressDisplay(unit="files"), "cancelling: finishing the files in flight…",
+        job, ProgressDisplay(unit=unit), "cancelling: finishing the files in flight…",
         "still finishing the files in flight; it ends once they are written or discarded",
     )  # fmt: skip
     status = job.status()
