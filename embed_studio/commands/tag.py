@@ -180,8 +180,8 @@ def _kept(status, dry_run: int) -> str:
     """What a cancelled run leaves: each caption is written whole (temporary + rename) or not at all."""
     if dry_run:
         return "nothing written (dry run)"
-    if status.total is None:  # stopped while the model was downloading or loading
-        return "nothing written yet; a model download in flight is discarded and starts over next time"
+    if status.total is None:  # stopped before the images were counted (model loading)
+        return "nothing written yet"
     written = status.stats.get("written", 0)
     left = max(0, int(status.total or 0) - int(status.done))
     return (
