@@ -11,6 +11,8 @@ import sys
 from embed_studio import __version__
 from embed_studio.errors import EmbedStudioError
 
+VERBOSE_HELP = "also show the model libraries' log messages and warnings (hidden by default)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -18,13 +20,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fetch, tag, prune and train textual-inversion embeddings and hypernetworks.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     import embed_studio.commands as commands
 
     # Each module registers its own subcommands, so command groups are added without editing this file.
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"embed_studio.commands.{info.name}")
-        module.register(sub)
+        if hasattr(module, "register"):  # helpers shared by the commands register nothing
+            module.register(sub)
+    for command in set(sub.choices.values()):
+        # Also after the command, where a user types it; SUPPRESS keeps an absent one from undoing the first.
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     return parser
 
 
@@ -48,6 +55,9 @@ def _run(argv: list[str] | None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from embed_studio.commands.progress_display import configure_library_output
+
+    configure_library_output(args.verbose)
     try:
         return int(args.func(args) or 0)
     except EmbedStudioError as e:

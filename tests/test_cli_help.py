@@ -166,3 +166,14 @@ def test_model_load_prints_no_library_advice(tmp_path, capfd):
     backend.configure("fp32")
     out, err = capfd.readouterr()
     assert out + err == ""
+
+
+@pytest.mark.parametrize("command", ["fetch", "caption", "tag", "ui"])
+def test_every_option_of_the_first_commands_says_what_it_does(command):
+    # What a new user runs first, before train: fetch (or caption), tag, ui.
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    unexplained = [
+        "/".join(a.option_strings) or a.dest for a in sub.choices[command]._actions
+        if not a.help or a.help.startswith(("default:", "("))
+    ]  # fmt: skip
+    assert unexplained == []

@@ -43,7 +43,11 @@ _ATTENTION = re.compile(r"\\[()\[\]\\]|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\
 @contextlib.contextmanager
 def quiet_model_libraries() -> Any:
     """transformers/diffusers advice on every load and cast (accelerate missing, modules kept in fp32, weight
-    loading bars) would bury the run's own lines; their errors still show. Restored on exit."""
+    loading bars) would bury the run's own lines; their errors still show. Restored on exit. The CLI's --verbose
+    (EMBED_STUDIO_VERBOSE=1, commands/progress_display.py) leaves them as they are."""
+    if os.environ.get("EMBED_STUDIO_VERBOSE") == "1":
+        yield
+        return
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 

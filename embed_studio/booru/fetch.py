@@ -165,12 +165,13 @@ def run_fetch(options: FetchOptions, ctx: JobContext) -> FetchSummary:
     max_bytes = int(options.max_mb * 1024 * 1024)
     types = {t.lower().lstrip(".") for t in options.types}
     queued = 0
+    searched = False  # the search has no more pages: `queued` is the whole count, not the limit
 
     def report(text: str = "") -> None:
         with lock:
             done = summary.downloaded + summary.present + len(summary.failed)
             ctx.progress(
-                done, queued if queued >= options.limit else options.limit, text or None,
+                done, queued if searched or queued >= options.limit else options.limit, text or None,
                 label="file", posts=summary.posts_seen, files=summary.downloaded, bytes=summary.bytes,
                 summary=summary.text(),
             )  # fmt: skip
@@ -231,6 +232,8 @@ def run_fetch(options: FetchOptions, ctx: JobContext) -> FetchSummary:
                     summary.failed.append(f"the search stopped early: {e}")
                 break
             if page is None:
+                searched = True
+                report(f"search done: {queued} files queued")
                 break
             summary.pages += 1
             for post in page:

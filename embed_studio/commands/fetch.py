@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 SITES = ("e621", "danbooru")
@@ -18,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Download posts matching QUERY as md5.ext files (resumable), one API request a second, "
         "with a caption per image built from the post's own tags.",
     )
-    f.add_argument("site", choices=SITES)
+    f.add_argument("site", choices=SITES, help="the booru to search")
     f.add_argument("query", help='search in the booru\'s syntax, e.g. "zangoose -female score:>0"')
     f.add_argument("--out", type=Path, required=True, help="folder for the images (created if missing)")
     f.add_argument("--limit", type=int, default=150, help="how many files to get (default: 150)")
@@ -40,8 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Look up every md5-named image of DIR (copies like 'x (1).jpg' and the WebUI preprocessor's "
         "'00001-0 x.jpg' included) on the booru, 100 md5s a request, and write captions from the post tags.",
     )
-    c.add_argument("site", choices=SITES)
-    c.add_argument("folder", type=Path)
+    c.add_argument("site", choices=SITES, help="the booru whose tags to use")
+    c.add_argument("folder", type=Path, help="folder of md5-named images")
     _connection_args(c)
     _tag_args(c)
     c.set_defaults(func=run_caption_command)
@@ -66,8 +65,16 @@ def _tag_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-sort", action="store_true", help="keep the booru's order instead of sorting by count")
     g.add_argument("--no-artist", action="store_true", help="do not prepend 'by ARTIST'")
     g.add_argument("--no-rating", action="store_true", help="do not prepend the rating")
-    g.add_argument("--rating-template", default="{rating} content")
-    g.add_argument("--artist-template", default="by {artist}")
+    g.add_argument(
+        "--rating-template",
+        default="{rating} content",
+        help="how the prepended rating reads; {rating} is the rating's name, e.g. explicit (default: %(default)s)",
+    )
+    g.add_argument(
+        "--artist-template",
+        default="by {artist}",
+        help="how the prepended artist reads; {artist} is the tag (default: %(default)s)",
+    )
     g.add_argument("--include", default="", help="tags always added, comma separated")
     g.add_argument("--exclude", default="", help="tags never written, comma separated (* wildcards)")
     g.add_argument("--keep-underscores", action="store_true", help="keep underscores in tags")
@@ -76,8 +83,17 @@ def _tag_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--output", choices=("sidecar", "filename", "kohya"), default="sidecar",
                    help="sidecar .txt files, tags as copies' file names, or a kohya N_name folder")  # fmt: skip
     g.add_argument("--output-dir", type=Path, default=None, help="where filename/kohya copies go")
-    g.add_argument("--kohya-repeats", type=int, default=10)
-    g.add_argument("--kohya-name", default="subject")
+    g.add_argument(
+        "--kohya-repeats",
+        type=int,
+        default=10,
+        help="with --output kohya: the N of the N_name folder, repeats per epoch (default: %(default)s)",
+    )
+    g.add_argument(
+        "--kohya-name",
+        default="subject",
+        help="with --output kohya: the name of the N_name folder (default: %(default)s)",
+    )
     g.add_argument("--overwrite-captions", action="store_true", help="replace existing caption files")
 
 
@@ -130,7 +146,12 @@ def run_fetch_command(args: argparse.Namespace) -> int:
         max_mb=args.max_mb, sample=args.sample, workers=args.workers, write_captions=not args.no_captions,
         tag_options=tags, output=output, tag_list=args.tag_list, cache_dir=args.cache_dir,
     )  # fmt: skip
-    return _run(fetch_job(options), lambda result: result.text())
+    # Downloads and captions are written whole or not at all (a temporary renamed at the end): what is there is done.
+    return _run(
+        fetch_job(options), lambda result: result.text(),
+        lambda status: f"{status.stats.get('files', 0)} new file(s) kept in {args.out}, each complete; the same "
+        "command again goes on where this one stopped",
+    )  # fmt: skip
 
 
 def run_caption_command(args: argparse.Namespace) -> int:
@@ -141,39 +162,32 @@ def run_caption_command(args: argparse.Namespace) -> int:
         folder=args.folder, connection=_connection(args), tag_options=tags, output=output, tag_list=args.tag_list,
         cache_dir=args.cache_dir,
     )  # fmt: skip
-    return _run(caption_job(options), lambda result: result.text(args.site))
+    return _run(
+        caption_job(options), lambda result: result.text(args.site),
+        lambda status: f"{int(status.done)}/{int(status.total or 0)} md5(s) looked up; the captions written for "
+        "them are kept, each complete",
+        unit="md5s",
+    )  # fmt: skip
 
 
-def _run(job, summarise) -> int:
-    """Run a job in the background, print progress to stderr, Ctrl+C cancels cleanly."""
+def _run(job, summarise, kept, unit: str = "files") -> int:
+    """Run a job with its progress on stderr; Ctrl-C cancels it, keeping every file already written."""
+    from embed_studio.commands.progress_display import ProgressDisplay, cancelled_exit_code, run_job
     from embed_studio.jobs import CANCELLED, DONE
-    from embed_studio.progress import status_line
 
-    job.start()
-    tty = sys.stderr.isatty()
-    last, last_logged = "", 0.0
-    try:
-        while not job.wait(0.5):
-            line = status_line(job.status(), unit="files")
-            if line != last and tty:
-                print("\r" + line[:150].ljust(150), end="", file=sys.stderr, flush=True)
-            elif line != last and time.monotonic() - last_logged >= 10:
-                # Logs and pipes get a line every 10 s instead of a redrawn one.
-                print(line, file=sys.stderr, flush=True)
-                last_logged = time.monotonic()
-            last = line
-    except KeyboardInterrupt:
-        print("\ncancelling (finishing the files in flight)...", file=sys.stderr)
-        job.cancel()
-        job.wait()
-    if tty:
-        print(file=sys.stderr)
+    received = run_job(
+        job, ProgressDisplay(unit=unit), "cancelling: finishing the files in flight…",
+        "still finishing the files in flight; it ends once they are written or discarded",
+    )  # fmt: skip
     status = job.status()
     if status.state == DONE:
         print(summarise(job.result))
         # Files that failed leave the run unfinished for a script, though the others were fetched.
         return 1 if getattr(job.result, "failed", None) else 0
+    if status.state == CANCELLED:
+        print(f"cancelled: {kept(status)}", file=sys.stderr)
+        return cancelled_exit_code(received)
     if "summary" in status.stats:
         print(status.stats["summary"])
     print(f"error: {status.error}", file=sys.stderr)
-    return 130 if status.state == CANCELLED else 1
+    return 1

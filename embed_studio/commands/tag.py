@@ -29,13 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"registry name or folder with model.onnx + tags CSV (default: {DEFAULT_MODEL})",
     )
     p.add_argument("--list-models", action="store_true", help="list the known models and exit")
-    p.add_argument("--general-threshold", type=float, default=None, help="default: the model's published value")
-    p.add_argument("--character-threshold", type=float, default=None, help="default: the model's published value")
+    p.add_argument(
+        "--general-threshold", type=float, default=None,
+        help="keep general tags scored at least this, 0 to 1 (default: the model's published value)",
+    )  # fmt: skip
+    p.add_argument(
+        "--character-threshold", type=float, default=None,
+        help="keep character tags scored at least this, 0 to 1 (default: the model's published value)",
+    )  # fmt: skip
     p.add_argument("--mcut-general", action="store_true", help="automatic general threshold per image (MCut)")
     p.add_argument("--mcut-character", action="store_true", help="automatic character threshold per image (MCut)")
     p.add_argument("--ratings", action="store_true", help="put the most likely rating tag first")
     p.add_argument("--max-tags", type=int, default=0, help="keep only the N most confident predicted tags (0: all)")
-    p.add_argument("--sort", choices=SORT_MODES, default="confidence")
+    p.add_argument(
+        "--sort", choices=SORT_MODES, default="confidence", help="order of the predicted tags (default: %(default)s)"
+    )
     p.add_argument("--underscores", action="store_true", help="keep underscores (default: spaces, kaomoji kept)")
     p.add_argument(
         "--underscore-exceptions",
@@ -76,18 +84,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="show tags for N images (5), write nothing",
     )
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="images per model run (default: %(default)s)")
     p.add_argument("--workers", type=int, default=0, help="decode threads (default: automatic)")
-    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    p.add_argument(
+        "--device", choices=("auto", "cuda", "cpu"), default="auto",
+        help="where the model runs; auto: the GPU when onnxruntime-gpu can use one (default: %(default)s)",
+    )  # fmt: skip
     p.add_argument("--models-dir", type=Path, default=None, help="download and cache folder")
     p.add_argument("--no-cache", action="store_true", help="do not reuse or store probabilities")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from embed_studio.errors import UserInputError
+    from embed_studio.commands.progress_display import ProgressDisplay, cancelled_exit_code, is_verbose, run_job
+    from embed_studio.errors import Cancelled, UserInputError
     from embed_studio.jobs import Job
-    from embed_studio.progress import status_line
     from embed_studio.tagger.options import TaggerOptions, parse_thresholds
     from embed_studio.tagger.pipeline import TagRequest, tag_folder
     from embed_studio.tagger.registry import MODELS, ModelSpec, find_spec
@@ -136,18 +147,18 @@ def run(args: argparse.Namespace) -> int:
         models_dir=args.models_dir,
         use_cache=not args.no_cache,
     )
+    if not is_verbose():  # onnxruntime's own warnings (providers, graph fusions) on every session
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
     job = Job("tag", lambda ctx: tag_folder(request, ctx))
-    interactive = sys.stderr.isatty()
-
-    def show(status) -> None:
-        line = status_line(status, unit="img")
-        if interactive:
-            print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
-
-    job.add_listener(show)
-    job.run()
-    if interactive:
-        print(file=sys.stderr)
+    received = run_job(
+        job, ProgressDisplay(unit="img"), "cancelling: finishing the image in hand…",
+        "still finishing the image in hand; it ends in a moment",
+    )  # fmt: skip
+    if isinstance(job.exception, Cancelled):
+        print(f"cancelled: {_kept(job.status(), request.dry_run)}", file=sys.stderr)
+        return cancelled_exit_code(received)
     if job.exception is not None:
         raise job.exception
     summary = job.result
@@ -163,3 +174,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"failed: {r.error}", file=sys.stderr)
     print(summary.describe())
     return 0
+
+
+def _kept(status, dry_run: int) -> str:
+    """What a cancelled run leaves: each caption is written whole (temporary + rename) or not at all."""
+    if dry_run:
+        return "nothing written (dry run)"
+    if status.total is None:  # stopped before the images were counted (model loading)
+        return "nothing written yet"
+    written = status.stats.get("written", 0)
+    left = max(0, int(status.total or 0) - int(status.done))
+    return (
+        f"{written} caption(s) written and kept, {left} image(s) not tagged yet; run it again with "
+        "--on-existing skip to tag only those"
+    )

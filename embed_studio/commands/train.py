@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import signal
 import sys
-import threading
 import typing
-from collections.abc import Iterator
 
 # Short spellings for the most used settings; every other TrainConfig field is --field-name.
 _ALIASES = {
@@ -229,8 +225,8 @@ def _presets_dir(args: argparse.Namespace) -> typing.Any:
 
 def _train(args: argparse.Namespace) -> int:
     from embed_studio.backends.provider import CHECKPOINT_VAE, StandaloneProvider
+    from embed_studio.commands.progress_display import ProgressDisplay, cancelled_exit_code, run_job
     from embed_studio.errors import Cancelled
-    from embed_studio.progress import status_line
     from embed_studio.train.job import make_train_job
 
     config = _config_from_args(args)
@@ -243,25 +239,15 @@ def _train(args: argparse.Namespace) -> int:
         print(f"saved preset {args.save_preset!r}: {save_preset(_presets_dir(args), args.save_preset, config)}")
         return 0
     provider = StandaloneProvider(config.target_path.parent, device=config.device or None)
-    job = make_train_job(
-        config, provider, config.vae or CHECKPOINT_VAE, log=lambda message: print(message, file=sys.stderr)
-    )
-    tty = sys.stderr.isatty()
-
-    def show(status: typing.Any) -> None:
-        line = status_line(status)
-        print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
-
-    job.add_listener(show)
-    with _stop_signals_cancel(job) as stopped_by:
-        job.start()
-        while not job.wait(0.5):
-            pass
-    if tty:
-        print(file=sys.stderr)
+    display = ProgressDisplay()
+    job = make_train_job(config, provider, config.vae or CHECKPOINT_VAE, log=display.message)
+    stopped_by = run_job(
+        job, display, "interrupting: saving the current state…",
+        "still saving the current state; it ends once the file is written",
+    )  # fmt: skip
     if isinstance(job.exception, Cancelled):
         print(f"cancelled; state saved in {config.target_path}", file=sys.stderr)
-        return 128 + (stopped_by[0] if stopped_by else signal.SIGINT)
+        return cancelled_exit_code(stopped_by)
     if job.exception is not None:
         raise job.exception
     result = job.result
@@ -269,35 +255,6 @@ def _train(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{result.target}: step {result.step} (from {result.initial_step}); logs in {result.log_dir}")
     return 0
-
-
-@contextlib.contextmanager
-def _stop_signals_cancel(job: typing.Any) -> Iterator[list[int]]:
-    """Ctrl-C and SIGTERM cancel the job, which saves the current state; later ones wait for that save.
-
-    Without this SIGTERM killed the process without a save, and a second Ctrl-C while saving left the
-    interpreter with the trainer thread still running (abort, exit 134). Yields the signals received.
-    """
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def stop(signum: int, frame: typing.Any) -> None:
-        if not received:
-            print("\ninterrupting: saving the current state…", file=sys.stderr, flush=True)
-            job.cancel()
-        else:
-            print("\nstill saving the current state; it ends once the file is written", file=sys.stderr, flush=True)
-        received.append(signum)
-
-    stop_signals = [signal.SIGINT, signal.SIGTERM]
-    previous = {sig: signal.signal(sig, stop) for sig in stop_signals}
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 DRY_RUN_LINES = 3  # template lines shown per image; the rest are counted

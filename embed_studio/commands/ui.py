@@ -14,7 +14,7 @@ def default_home() -> Path:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ui", help="open the Embed Studio tabs in a browser (standalone, no WebUI)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=7870)
+    p.add_argument("--port", type=int, default=7870, help="port to serve the page on (default: %(default)s)")
     p.add_argument(
         "--models-dir", type=Path, default=None, help="tagger model cache (default: ~/.cache/embed-studio/models)"
     )

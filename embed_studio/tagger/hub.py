@@ -66,10 +66,15 @@ def _progress_tqdm(callback: DownloadProgress, filename: str):
     from tqdm.auto import tqdm
 
     class _Forward(tqdm):
+        def __init__(self, *args, **kwargs):
+            # The caller's progress line shows the bytes: a bar of the hub's own on stderr would draw over it.
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            self._bytes = int(kwargs.get("initial") or 0)  # a disabled tqdm stops counting
+
         def update(self, n=1):
-            shown = super().update(n)
-            callback(filename, int(self.n), int(self.total) if self.total else None)
-            return shown
+            self._bytes += int(n or 0)
+            callback(filename, self._bytes, int(self.total) if self.total else None)
 
     return _Forward
 

@@ -14,6 +14,7 @@ import torch
 from embed_studio.backends.base import Backend
 from embed_studio.errors import Cancelled, EmbedStudioError
 from embed_studio.formats.optim import state_tag
+from embed_studio.progress import drawing_stats, stage_stats
 from embed_studio.train.config import TrainConfig
 from embed_studio.train.create import name_clashes
 from embed_studio.train.data import BatchPlan, TrainingSet, derive_seed, prepare_training_set
@@ -67,7 +68,7 @@ class _Reporter:
         if self.ctx is not None:
             self.ctx.check_cancelled()
 
-    def progress(self, done: int, total: int, text: str, **stats: Any) -> None:
+    def progress(self, done: int, total: int, text: str | None, **stats: Any) -> None:
         if self.ctx is not None:
             self.ctx.progress(done, total, text, **stats)
 
@@ -195,9 +196,9 @@ class _Run:
 
         def progress(done: int, of: int, text: str) -> None:
             report.check_cancelled()
-            report.progress(0, total, text)
+            report.progress(0, total, text, **stage_stats("caching latents", done, of))
 
-        report.text("Caching latents…")
+        report.progress(0, total, None, **stage_stats("caching latents", 0, None))
         train_images, held_back = training_and_validation_images(config)
         common = dict(
             width=config.width, height=config.height, variable_size=config.variable_size,
@@ -260,8 +261,9 @@ class _Run:
     def _loop(self) -> TrainResult:
         config, report = self.config, self.report
         report.progress(
-            0, self.end - self.initial_step, f"{config.name}: training from step {self.initial_step}", label="step"
-        )
+            0, self.end - self.initial_step, f"{config.name}: training from step {self.initial_step}", label="step",
+            **stage_stats(None),
+        )  # fmt: skip
         lr = 0.0
         try:
             while self.step < self.end:
@@ -427,17 +429,28 @@ class _Run:
         if (config.preview_every and step % config.preview_every == 0) or cycle_end:
             try:
                 snapshot = snapshot or self.target.snapshot(step, self.meta)
-                self.report.progress(
-                    step - self.initial_step, self.end - self.initial_step, f"step {step}: drawing previews…",
-                    preview_prompt=config.preview_prompt or self.last_prompt, preview_step=step,
-                )  # fmt: skip
-                for path in save_previews(config, self.target, step, self.last_prompt, self.log_dir, snapshot):
+                done, total = step - self.initial_step, self.end - self.initial_step
+
+                def drawing(n: int, of: int) -> None:
+                    self.report.progress(
+                        done, total, f"step {step}: drawing previews…",
+                        preview_prompt=config.preview_prompt or self.last_prompt, preview_step=step,
+                        **drawing_stats(n, of),
+                    )  # fmt: skip
+
+                previews = save_previews(config, self.target, step, self.last_prompt, self.log_dir, snapshot, drawing)
+                for path in previews:
                     self.result.previews.append(str(path))
                     self.report.image(path)
             except Exception as e:  # a failed preview must not end hours of training
                 self._warn(f"preview at step {step} failed: {type(e).__name__}: {e}")
             else:
                 self._score(step)
+            finally:
+                self.report.progress(
+                    step - self.initial_step, self.end - self.initial_step, f"step {step}: previews drawn",
+                    **drawing_stats(None),
+                )  # fmt: skip
             self.loss_log.flush()
 
     def _score(self, step: int) -> None:

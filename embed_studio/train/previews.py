@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,31 @@ def preview_request(config: TrainConfig, step: int, last_prompt: str) -> Preview
 
 
 def save_previews(
-    config: TrainConfig, target: Any, step: int, last_prompt: str, log_dir: Path, snapshot: Any
+    config: TrainConfig,
+    target: Any,
+    step: int,
+    last_prompt: str,
+    log_dir: Path,
+    snapshot: Any,
+    on_drawing: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
-    """Render and write images/<name>-<step>.png (+ image_embeddings/ for embeddings); returns the paths."""
+    """Render and write images/<name>-<step>.png (+ image_embeddings/ for embeddings); returns the paths.
+
+    `on_drawing(n, total)` is called before image n of the `total` this step draws (for the progress line)."""
+    from embed_studio.train.preview_grid import parse_preview_prompts
+
     request = preview_request(config, step, last_prompt)
+    extras = parse_preview_prompts(config.preview_prompts, request) if config.preview_prompts.strip() else []
+    drawing = on_drawing or (lambda n, total: None)
+    drawing(1, 1 + len(extras))
     image = target.preview(request)
     path = preview_path(config, log_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
     images_dir = path.parent
     _write_png(image, path)
     written = [path]
-    if config.preview_prompts.strip():
-        written.append(_extra_previews(config, target, step, request, image, images_dir))
+    if extras:
+        written.append(_extra_previews(config, target, step, request, image, images_dir, extras, drawing))
     if config.kind == "embedding" and config.preview_with_embedding:
         from embed_studio.formats.embedding import save_png_with_embedding
 
@@ -83,14 +97,22 @@ def _write_png(image: Any, path: Path) -> None:
 
 
 def _extra_previews(
-    config: TrainConfig, target: Any, step: int, first: PreviewRequest, image: Any, folder: Path
+    config: TrainConfig,
+    target: Any,
+    step: int,
+    first: PreviewRequest,
+    image: Any,
+    folder: Path,
+    extras: list[PreviewRequest],
+    drawing: Callable[[int, int], None],
 ) -> Path:
     """The extra preview prompts (each with its own settings) as <name>-<step>-<n>.png, and all of them, the usual
     preview first, side by side in <name>-<step>-grid.png; returns the grid."""
-    from embed_studio.train.preview_grid import image_grid, parse_preview_prompts
+    from embed_studio.train.preview_grid import image_grid
 
     images, labels = [image], [first.prompt]
-    for n, request in enumerate(parse_preview_prompts(config.preview_prompts, first), 1):
+    for n, request in enumerate(extras, 1):
+        drawing(n + 1, len(extras) + 1)
         if request.seed < 0:
             request.seed = derive_seed(config.seed, "preview", step, n) % 2**32
         extra = target.preview(request)

@@ -102,6 +102,9 @@ class FakeBooru:
         self.requests: list[Request] = []
         self.fail_next: list[int] = []  # statuses to answer the next API requests with
         self.cut_off: set[str] = set()  # md5s whose download stops half-way
+        self.hold: set[str] = set()  # md5s whose download sends half, sets `held`, and waits for `release`
+        self.held = threading.Event()
+        self.release = threading.Event()
         self.corrupt: set[str] = set()  # md5s served with other bytes
         self.malformed_json = False
         self.extra_files: dict[str, bytes] = {}  # path -> bytes (e.g. a tag list)
@@ -270,6 +273,18 @@ class FakeBooru:
         data = post.data
         if md5 in self.corrupt:
             data = image_bytes(post.id + 99999)
+        if md5 in self.hold:
+            req.status = 200
+            h.send_response(200)
+            h.send_header("Content-Type", "application/octet-stream")
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            h.wfile.write(data[: len(data) // 2])
+            h.wfile.flush()
+            self.held.set()
+            self.release.wait(120)  # bounded: a test that never releases must not hang the server
+            h.wfile.write(data[len(data) // 2 :])
+            return
         if md5 in self.cut_off:
             req.status = 200
             h.send_response(200)

@@ -2,58 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
-from tagger_test_models import build_tagger
 
 from embed_studio.dataset.folder import read_caption
 from embed_studio.errors import NetworkError
 from embed_studio.jobs import DONE
 from embed_studio.tagger.hub import resolve_model
 from embed_studio.tagger.pipeline import TagRequest, make_tag_job
-
-
-@pytest.fixture
-def fake_hub(tmp_path):
-    """Serves /<repo>/resolve/<rev>/<file> from a folder, with the headers hf_hub_download reads."""
-    source = build_tagger(tmp_path / "hub-files").folder
-    requests: list[tuple[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self, body: bool) -> None:
-            requests.append((self.command, self.path))
-            path = source / self.path.rsplit("/", 1)[-1]
-            if "/resolve/" not in self.path or not path.is_file():
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            data = path.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-            self.send_header("X-Repo-Commit", "0" * 40)
-            self.end_headers()
-            if body:
-                self.wfile.write(data)
-
-        def do_HEAD(self):
-            self._answer(False)
-
-        def do_GET(self):
-            self._answer(True)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", requests
-    server.shutdown()
-    server.server_close()
 
 
 def test_registry_model_is_downloaded_once_with_progress(fake_hub, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,6 +11,8 @@ from PIL import Image
 from embed_studio.backends.base import PreviewRequest
 from embed_studio.errors import UserInputError
 from embed_studio.formats.embedding import save_embedding
+from embed_studio.jobs import Job
+from embed_studio.progress import status_line
 from embed_studio.train.create import create_embedding
 from embed_studio.train.preview_grid import parse_preview_prompts, step_order
 
@@ -49,7 +53,15 @@ def test_previews_with_several_prompts_make_a_grid(tmp_path, backend, make_confi
         target, max_steps=2, preview_every=2, preview_prompts=prompts, preview_width=32, preview_height=32,
         preview_with_embedding=False,
     )  # fmt: skip
-    result = train(config, backend)
+    job = Job("train", lambda ctx: train(config, backend, ctx), total=2)
+    lines: list[str] = []
+    job.add_listener(lambda status: lines.append(status_line(status)))
+    result = job.run()
+    assert job.exception is None
+    # The progress line counts the three drawings (the usual preview and the two extra prompts), then stops.
+    drawn = [m[1] for line in lines if (m := re.search(r"drawing preview (\d/\d)", line))]
+    assert list(dict.fromkeys(drawn)) == ["1/3", "2/3", "3/3"]
+    assert "drawing preview" not in lines[-1]
     images = config.log_path / "images"
     assert [p.rsplit("/", 1)[1] for p in result.previews] == ["emb-2.png", "emb-2-grid.png"]
     first, second = Image.open(images / "emb-2-1.png"), Image.open(images / "emb-2-2.png")
