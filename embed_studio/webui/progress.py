@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from modules import progress as webui_progress
 from modules import shared
 
 from embed_studio.jobs import Job, JobStatus
-from embed_studio.progress import status_line
+from embed_studio.progress import STAGE, status_line
 from embed_studio.webui.provider import get_provider
 
 MODEL_JOB_KINDS = ("train", "create")  # the jobs that borrow the WebUI's model under its GPU lock
@@ -44,6 +46,10 @@ def mirror_job(job: Job) -> None:
             state.sampling_steps = max(int(status.total or 0) - first, 0)
             state.sampling_step = max(int(status.done) - first, 0)
             state.textinfo = status_line(status)
+            if status.stats.get(STAGE):
+                # Caching latents and other setup: the WebUI's ETA (elapsed / fraction done) starts at the first
+                # training step, as the CLI's does, instead of spreading the setup over the steps.
+                state.time_start = time.time()
             if state.interrupted:
                 job.cancel()
         elif not status.active:
