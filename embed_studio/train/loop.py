@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from embed_studio.backends.base import Backend
+from embed_studio.backends.base import Backend, auto_precision
 from embed_studio.errors import Cancelled, EmbedStudioError
 from embed_studio.train.config import TrainConfig
 from embed_studio.train.create import name_clashes
@@ -123,7 +123,7 @@ def _grad_scaler(enabled: bool) -> Any:
 def resolve_precision(config: TrainConfig, backend: Backend) -> str:
     if config.precision != "auto":
         return config.precision
-    return "fp16" if backend.device.type == "cuda" else "fp32"
+    return auto_precision(backend.device, getattr(backend, "shared_weight_dtype", None))
 
 
 def train(
