@@ -115,6 +115,7 @@ class TrainConfig:
     validation_patience: int = 0  # act when the validation loss rose this many checks in a row; 0 = never
     on_validation_rise: str = "none"  # none, lower_lr (times validation_lr_factor) or rollback to the best copy
     validation_lr_factor: float = 0.5
+    compile_unet: bool = False  # standalone backend: torch.compile the U-Net for the bucket shapes
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -183,6 +183,11 @@ class _Run:
             return self.result
         for warning in check_resume(self.target.data, self.initial_step, config.clip_skip, self.backend):
             self._warn(warning)
+        set_compiled = getattr(self.backend, "set_compiled", None)
+        if set_compiled is not None:
+            set_compiled(config.compile_unet)  # also off again after a compiled run on the same loaded model
+        elif config.compile_unet:
+            self._warn("Compiling the U-Net works on the standalone backend only; this run is not compiled.")
         self.lines = load_template_lines(
             config.template, config.templates_dir or None, require_name=config.kind == "embedding"
         )
