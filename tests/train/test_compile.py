@@ -13,10 +13,12 @@ import csv
 import os
 
 import pytest
+import torch
 
 import embed_studio.backends.standalone as standalone
 from embed_studio.formats.embedding import load_embedding, save_embedding
-from embed_studio.train.create import create_embedding
+from embed_studio.formats.hypernetwork import load_hypernetwork, save_hypernetwork
+from embed_studio.train.create import create_embedding, create_hypernetwork
 from embed_studio.train.loop import train
 
 
@@ -52,6 +54,37 @@ def test_a_compiled_run_has_the_plain_runs_losses(tmp_path, backend, make_config
     start = create_embedding(backend, "emb", "black hair", 2).vectors
     moved, expected = (compiled_vectors - start).flatten(), (plain_vectors - start).flatten()
     assert expected.norm() > 0 and torch.nn.functional.cosine_similarity(moved, expected, dim=0) > 0.99
+
+
+def _flat_layers(path) -> torch.Tensor:
+    layers = load_hypernetwork(path).layers
+    return torch.cat([v.flatten().float() for size in sorted(layers) for sd in layers[size] for v in sd.values()])
+
+
+def test_a_compiled_hypernetwork_run_learns_what_the_plain_run_does(tmp_path, backend, make_config, monkeypatch):
+    # The hypernetwork's modules sit inside the compiled UNet's attention (trained parameters inside the graph).
+    import torch._dynamo
+
+    monkeypatch.setattr(standalone, "COMPILE_BACKEND", os.environ.get("EMBED_STUDIO_TEST_COMPILE_BACKEND", "aot_eager"))
+    start = tmp_path / "start.pt"
+    save_hypernetwork(create_hypernetwork("h", backend.context_sizes, seed=1, backend=backend), start)
+    runs = []
+    for compiled in (False, True):
+        target = tmp_path / f"h-{compiled}.pt"
+        target.write_bytes(start.read_bytes())
+        config = make_config(
+            target, kind="hypernetwork", name="h", max_steps=2, variable_size=False, compile_unet=compiled,
+            adam_eps=1.0, lr="0.5",
+        )  # fmt: skip
+        frames = torch._dynamo.utils.counters["frames"]["ok"]
+        train(config, backend)
+        compiled_frames = torch._dynamo.utils.counters["frames"]["ok"] - frames
+        runs.append((_losses(config.log_path), _flat_layers(target) - _flat_layers(start), compiled_frames))
+    (plain, plain_moved, plain_frames), (compiled, compiled_moved, compiled_frames) = runs
+    assert plain_frames == 0 and compiled_frames > 0
+    assert len(compiled) == len(plain) == 2 and compiled == pytest.approx(plain, rel=1e-3)
+    assert plain_moved.norm() > 0
+    assert torch.nn.functional.cosine_similarity(compiled_moved, plain_moved, dim=0) > 0.99
 
 
 def test_the_option_reaches_the_command_line_and_the_config():
