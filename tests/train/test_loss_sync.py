@@ -10,11 +10,14 @@ import torch
 
 import embed_studio.train.loop as loop
 import embed_studio.train.scalars as scalars
+from embed_studio.backends.provider import LoadedBackendProvider
 from embed_studio.backends.standalone import StandaloneBackend
+from embed_studio.errors import Cancelled
 from embed_studio.formats.embedding import load_embedding, save_embedding
 from embed_studio.formats.hypernetwork import file_shorthash, load_hypernetwork, save_hypernetwork
 from embed_studio.formats.optim import load_optimizer_state
 from embed_studio.train.create import create_embedding, create_hypernetwork
+from embed_studio.train.job import make_train_job
 from embed_studio.train.loop import TrainingDiverged, train
 
 
@@ -212,6 +215,20 @@ def test_nan_at_the_first_step_leaves_a_fresh_optimizer(tmp_path, tiny_model, ma
     assert saved.step == 0 and torch.equal(saved.vectors, initial.vectors)
     state = load_optimizer_state(target, saved.checksum())
     assert state is not None and state["state"] == {}
+
+
+def test_cancel_reads_the_pending_losses_back_before_saving(tmp_path, backend, make_config, monkeypatch, counted):
+    monkeypatch.setattr(loop, "CPU_SYNC_EVERY", 16)
+    target = tmp_path / "emb.pt"
+    save_embedding(create_embedding(backend, "emb", "black hair", 2), target)
+    config = make_config(target, max_steps=50)
+    job = make_train_job(config, LoadedBackendProvider(backend, tmp_path))
+    job.add_listener(lambda status: job.cancel() if status.done >= 3 else None)
+    job.run()
+    assert job.status().state == "cancelled" and isinstance(job.exception, Cancelled)
+    saved = load_embedding(target)
+    # The file's step and the log's rows agree, read back in one wait when the job stopped.
+    assert saved.step == 3 and [s for s, _ in _losses(config.log_path)] == [1, 2, 3] and counted == [3]
 
 
 def test_read_back_interval_per_device():
