@@ -9,6 +9,9 @@ peak RSS is printed once instead), ratio of images/s to the baseline.
     python bench/bench_train.py --smoke --json                      # CPU, tiny shapes, seconds (CI)
     python bench/bench_train.py --shape sd15 --steps 40 --batch-size 16
     python bench/bench_train.py --shape sd21 --steps 20 --batch-size 8 --hypernetwork --json
+    python bench/bench_train.py --shape sd15 --steps 40 --batch-size 1,16 --compile   # the compile_unet option
+
+bench/gpu.sh runs the set of them a GPU session measures (see bench/README.md).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
 from tiny_sd import build_tiny_sd, write_tokenizer  # noqa: E402
 
+import embed_studio.backends.standalone as standalone  # noqa: E402
+from embed_studio.backends.base import auto_precision  # noqa: E402
 from embed_studio.backends.standalone import StandaloneBackend  # noqa: E402
 from embed_studio.formats.embedding import save_embedding  # noqa: E402
 from embed_studio.formats.hypernetwork import save_hypernetwork  # noqa: E402
@@ -132,6 +137,14 @@ def _peak_gib(device: torch.device) -> float | None:
     return None
 
 
+def _peak_reserved_gib(device: torch.device) -> float | None:
+    # What the caching allocator held at most: closer to what a card must have free than the allocated peak
+    # (a card also needs the CUDA context, a few hundred MiB, beyond it).
+    if device.type == "cuda":
+        return torch.cuda.max_memory_reserved(device) / 2**30
+    return None
+
+
 def process_peak_rss_gib() -> float:
     # ru_maxrss is KiB on Linux, bytes on macOS.
     scale = 1 if sys.platform == "darwin" else 1024
@@ -175,6 +188,7 @@ def _row(mode: str, kind: str, batch: int, steps: int, seconds: float, device: t
         "images_per_s": steps_per_s * batch,
         "steps_per_s": steps_per_s,
         "peak_gib": _peak_gib(device),
+        "peak_reserved_gib": _peak_reserved_gib(device),
         "ratio": None,
     }
 
@@ -195,12 +209,13 @@ def run_trainer(
         max_steps=args.steps + args.warmup, save_every=0, preview_every=0, seed=0, precision=args.precision,
         half_weights=True, width=args.resolution, height=args.resolution, bucket_step=64,
         template=str(work / "template.txt"), shuffle_tags=True, log_dir=str(work / "logs" / label),
+        compile_unet=args.compile,
     )  # fmt: skip
     _reset_peak(backend.device)
     clock = _Clock(args.warmup, backend.device)
     if args.sync_debug and backend.device.type == "cuda":
-        # A warning with a stack for every place that waits for the GPU: today the loss read-back of every
-        # step (the NaN guard), the saves, and the GradScaler's check in fp16.
+        # A warning with a stack for every place that waits for the GPU: the loss read-back every 16 steps,
+        # the saves, and the GradScaler's inf check in fp16.
         torch.cuda.set_sync_debug_mode("warn")
     try:
         train(config, backend, clock)
@@ -218,7 +233,7 @@ def run_trainer(
 def run_baseline(backend: StandaloneBackend, data: Path, args: argparse.Namespace) -> dict:
     """What the WebUI's trainer does per step: fp32 weights under autocast, VAE encode, batch 1, loss.item()."""
     device = backend.device
-    backend.configure(args.precision, half_weights=False)
+    backend.configure(args.baseline_precision, half_weights=False)
     backend.vae.to(device)
     images = sorted(data.glob("*.png"))
     pixels = [
@@ -228,7 +243,7 @@ def run_baseline(backend: StandaloneBackend, data: Path, args: argparse.Namespac
     ]
     vectors = create_embedding(backend, "baseline", "black hair", args.vectors).vectors.to(device).requires_grad_()
     optimizer = torch.optim.AdamW([vectors], lr=0.005, weight_decay=0.0)
-    fp16 = args.precision == "fp16" and device.type == "cuda"
+    fp16 = args.baseline_precision == "fp16" and device.type == "cuda"
     # torch.amp.GradScaler arrived in torch 2.3; the WebUI's torch 2.1 only has the cuda.amp one.
     if hasattr(torch.amp, "GradScaler"):
         scaler = torch.amp.GradScaler("cuda", enabled=fp16)
@@ -271,9 +286,6 @@ def bench(args: argparse.Namespace) -> dict:
             backend = StandaloneBackend.load(build_tiny_sd(work / "model", size=args.shape), device)
         data = make_dataset(work / "data", max(2 * max(args.batch_size), 4), args.resolution)
         rows = [run_baseline(backend, data, args)]
-        if args.compile:
-            # In place, so the backend's own calls go through it; fixed bucket shapes compile once per shape.
-            backend.unet.compile(dynamic=False)
         for batch in args.batch_size:
             rows.append(run_trainer(backend, "embedding", data, work, args, batch))
         if args.hypernetwork:
@@ -285,7 +297,8 @@ def bench(args: argparse.Namespace) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
         "shape": args.shape,
         "resolution": args.resolution,
-        "precision": args.precision,
+        "precision": args.precision if args.precision != "auto" else auto_precision(device),
+        "baseline_precision": args.baseline_precision,
         "torch": torch.__version__,
         "peak_rss_gib": process_peak_rss_gib(),
         "rows": rows,
@@ -295,7 +308,7 @@ def bench(args: argparse.Namespace) -> dict:
 def format_table(result: dict) -> str:
     lines = [
         f"device {result['device']}; shape {result['shape']} at {result['resolution']}x{result['resolution']}; "
-        f"precision {result['precision']}; torch {result['torch']}",
+        f"precision {result['precision']} (baseline {result['baseline_precision']}); torch {result['torch']}",
         f"{'backend':<11} {'mode':<28} {'batch':>5} {'images/s':>9} {'steps/s':>8} {'peak GiB':>8} {'ratio':>6}",
     ]
     for r in result["rows"]:
@@ -329,11 +342,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--vectors", type=int, default=4, help="embedding vectors")
     parser.add_argument("--hypernetwork", action="store_true", help="add a hypernetwork row at the largest batch")
-    parser.add_argument("--precision", default="", help="default: fp16 on CUDA, bf16 on CPU")
+    parser.add_argument(
+        "--precision", default="auto", help="the trainer rows' (default: the trainer's auto); the baseline's too if set"
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     parser.add_argument(
-        "--compile", action="store_true", help="torch.compile the UNet for the trainer rows (warmup covers compiling)"
+        "--compile", action="store_true", help="trainer rows with the compile_unet option (warmup covers compiling)"
     )
+    parser.add_argument(
+        "--compile-backend", default=standalone.COMPILE_BACKEND,
+        help="torch.compile backend for --compile (aot_eager: no code generation, for a quick CPU check)",
+    )  # fmt: skip
     parser.add_argument(
         "--sync-debug", action="store_true", help="CUDA: warn with a stack at every host-device sync in trainer rows"
     )
@@ -348,7 +367,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.threads = args.threads or 1  # the tiny nets are fastest on one thread
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.batch_size = args.batch_size or [1, 16]
-    args.precision = args.precision or ("fp16" if args.device.startswith("cuda") else "bf16")
+    # The WebUI's own trainer: fp16 autocast on a GPU; fp32 on the CPU.
+    args.baseline_precision = (
+        args.precision if args.precision != "auto" else "fp16" if args.device.startswith("cuda") else "fp32"
+    )
     args.resolution = args.resolution or (
         SHAPES[args.shape]["resolution"] if args.shape in SHAPES else 64 if args.shape == "tiny" else 256
     )
@@ -361,6 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    standalone.COMPILE_BACKEND = args.compile_backend
     result = bench(args)
     print(json.dumps(result, indent=1) if args.json else format_table(result))
 

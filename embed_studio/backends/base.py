@@ -19,6 +19,34 @@ SDXL_HYPERNETWORK_REFUSAL = (
 )
 
 
+def device_has_bf16(device: torch.device) -> bool:
+    """Whether `device` computes in bf16 natively (CUDA compute capability 8.0+ and ROCm's equivalents)."""
+    import torch
+
+    if device.type != "cuda":
+        return False
+    try:  # torch >= 2.3 counts emulated (slow) bf16 unless told not to
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # older torch counts native support only
+        return bool(torch.cuda.is_bf16_supported())
+
+
+def auto_precision(device: torch.device, shared_weights: torch.dtype | None = None, bf16: bool | None = None) -> str:
+    """The compute precision "auto" means: the one place that decides.
+
+    fp32 on the CPU and other devices (their half-precision kernels are slow or missing); on CUDA bf16 where the
+    device has it (fp32's range: no GradScaler, no read-back for its inf check), else fp16 with a GradScaler. A
+    model held in fp16 by someone else (the WebUI's, shared with txt2img and never converted) keeps fp16:
+    bf16 autocast over it would cast every weight again at every step. `bf16` overrides the device query."""
+    import torch
+
+    if device.type != "cuda":
+        return "fp32"
+    if shared_weights == torch.float16:
+        return "fp16"
+    return "bf16" if (device_has_bf16(device) if bf16 is None else bf16) else "fp16"
+
+
 @dataclass
 class LatentDist:
     """Scaled VAE latents of a batch: mean and standard deviation (sample = mean + std * noise)."""

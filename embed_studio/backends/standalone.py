@@ -28,6 +28,9 @@ from embed_studio.errors import FileFormatError, UserInputError
 CHUNK_TOKENS = 75  # tokens per 77-token CLIP window, between the start and end tokens (the WebUI's chunking)
 COMMA_BACKTRACK = 20  # the WebUI's default "comma padding backtrack"
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# torch.compile's backend for the compile_unet option. "inductor" generates fused kernels (the speed-up); a test
+# on a small CPU may set "aot_eager", the same graph capture and autograd split without code generation.
+COMPILE_BACKEND = "inductor"
 _BREAK = re.compile(r"\s*\bBREAK\b\s*")
 _BREAK_MARK = -1  # stands for BREAK among the token items (real token ids are >= 0)
 WORD_CACHE_SIZE = 65536  # whitespace-separated words whose token ids are kept (a booru dataset has a few thousand)
@@ -362,6 +365,7 @@ class StandaloneBackend:
         self._injection: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._original_processors: dict | None = None
         self._acp: torch.Tensor | None = None
+        self._denoiser: Any = unet  # the UNet, or its torch.compile wrapper (set_compiled)
         for module in (unet, vae, text_encoder):
             module.requires_grad_(False)
             module.eval()
@@ -479,6 +483,11 @@ class StandaloneBackend:
         elif self.unet.is_gradient_checkpointing:
             self.unet.disable_gradient_checkpointing()
             self.unet.eval()
+
+    def set_compiled(self, on: bool) -> None:
+        """Whether training steps run the UNet through torch.compile (previews never do). Shapes are static:
+        each bucket shape compiles once, at its first step; the module and its weights stay the same."""
+        self._denoiser = torch.compile(self.unet, dynamic=False, backend=COMPILE_BACKEND) if on else self.unet
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self._use_autocast:
@@ -683,7 +692,7 @@ class StandaloneBackend:
     ) -> torch.Tensor:
         with self.autocast():
             dtype = next(self.unet.parameters()).dtype
-            return self.unet(noisy_latents.to(dtype), timesteps, encoder_hidden_states=cond.to(dtype)).sample
+            return self._denoiser(noisy_latents.to(dtype), timesteps, encoder_hidden_states=cond.to(dtype)).sample
 
     # -- previews ----------------------------------------------------------------------------
     def _sampler(self, name: str) -> Any:

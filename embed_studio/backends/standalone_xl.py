@@ -202,7 +202,7 @@ class StandaloneXLBackend(StandaloneBackend):
         dtype = next(self.unet.parameters()).dtype
         extra = {"text_embeds": cond.pooled.to(dtype), "time_ids": self._time_ids(noisy_latents, sizes).to(dtype)}
         with self.autocast():
-            return self.unet(
+            return self._denoiser(
                 noisy_latents.to(dtype),
                 timesteps,
                 encoder_hidden_states=cond.context.to(dtype),

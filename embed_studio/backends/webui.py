@@ -245,6 +245,11 @@ class WebUIBackend:
         """The hijacked text encoder whose tokenize_line/empty_chunk/process_tokens prompts go through."""
         return self.clip
 
+    @property
+    def shared_weight_dtype(self) -> torch.dtype:
+        """The dtype the WebUI holds the model in; never converted here (txt2img shares it)."""
+        return next(self.model.model.diffusion_model.parameters()).dtype
+
     # -- Backend ---------------------------------------------------------------------------
     def configure(
         self, precision: str, half_weights: bool = True, clip_skip: int = 1, gradient_checkpointing: bool = False
@@ -253,8 +258,7 @@ class WebUIBackend:
             raise UserInputError(f"Precision {precision!r} is not one of {', '.join(PRECISIONS)}.")
         if precision == "fp16" and self.device.type == "cpu":
             raise UserInputError("fp16 needs a GPU; on the CPU use fp32 (the WebUI runs with --use-cpu).")
-        weight_dtype = next(self.model.model.diffusion_model.parameters()).dtype
-        if precision == "fp32" and weight_dtype != torch.float32:
+        if precision == "fp32" and self.shared_weight_dtype != torch.float32:
             raise UserInputError(
                 "The WebUI holds this model in half precision, so training cannot run in fp32. Choose fp16 (or bf16), "
                 "or start the WebUI with --no-half."

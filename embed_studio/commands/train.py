@@ -37,7 +37,7 @@ HELP = {
     "clip_grad_value": "the clipping limit: a number or a schedule in --lr's syntax",
     "clip_grad_norm_type": "the p of the p-norm when clipping by norm, a number > 0 (2 = Euclidean)",
     "seed": "random seed, a whole number: the same seed and settings give the same run, also when resumed",
-    "precision": "compute precision; auto = fp16 on a GPU, fp32 on the CPU",
+    "precision": "compute precision; auto = bf16 on a GPU that has it (else fp16), fp32 on the CPU",
     "half_weights": "keep the frozen model weights in the compute precision (saves memory; off: fp32 under autocast)",
     "gradient_checkpointing": "trade speed for memory in the U-Net",
     "device": "torch device such as cuda, cuda:1 or cpu (default: CUDA when available)",

@@ -54,7 +54,7 @@ class TrainConfig:
     clip_grad_value: str = "0.1"  # WebUI schedule syntax, like the lr
     clip_grad_norm_type: float = 2.0  # the p of the p-norm for clipping by norm (MonkeyPatch's option)
     seed: int = 0
-    precision: str = "auto"  # auto = fp16 on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto: backends.base.auto_precision (bf16/fp16 on CUDA, fp32 on CPU)
     half_weights: bool = True  # frozen weights stored in the compute precision (False: fp32 under autocast)
     gradient_checkpointing: bool = False
     device: str = ""  # "" = CUDA when available
@@ -120,6 +120,7 @@ class TrainConfig:
     score_tags: str = ""  # the character tags to look for, comma-separated; "" = the dataset's suggestions
     score_share: float = 0.5  # suggestions: tags on at least this share of the images (the Dataset panel's)
     score_models_dir: str = ""  # where registry taggers are cached; "" = the host's (the Tagger panel's)
+    compile_unet: bool = False  # standalone backend: torch.compile the U-Net for the bucket shapes
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from embed_studio.backends.base import Backend
+from embed_studio.backends.base import Backend, auto_precision
 from embed_studio.errors import Cancelled, EmbedStudioError
 from embed_studio.formats.optim import state_tag
 from embed_studio.progress import drawing_stats, stage_stats
@@ -31,6 +31,12 @@ TOKEN_CACHE_SIZE = 4096
 # The loss log is rewritten every this many steps (and at saves, previews and the end), so a page's loss
 # plot moves during a run instead of only at previews.
 LOSS_LOG_EVERY = 10
+# Reading a loss back waits for the device to finish everything queued, so on an accelerator the losses stay
+# there and are read back every SYNC_EVERY optimizer steps (and before every save, preview and validation). On
+# the CPU a read-back costs nothing and the loss log stays current; tests raise CPU_SYNC_EVERY to run the
+# accelerator's path on the CPU.
+SYNC_EVERY = 16
+CPU_SYNC_EVERY = 1
 
 
 class TrainingDiverged(EmbedStudioError):
@@ -51,10 +57,34 @@ class TrainResult:
     validation_loss: float | None = None  # the last check's, when validating
 
 
-class _NonFinite(Exception):
-    def __init__(self, value: float):
-        super().__init__(value)
-        self.value = value
+def sync_interval(device: torch.device) -> int:
+    """Optimizer steps between loss read-backs on `device`."""
+    return CPU_SYNC_EVERY if device.type == "cpu" else SYNC_EVERY
+
+
+def read_back(values: list[torch.Tensor]) -> list[float]:
+    """Device scalars to floats in one transfer: the loop's only wait for the device (besides saves)."""
+    return torch.stack([v.detach().float().reshape(()) for v in values]).tolist()
+
+
+def _host_scalar(value: Any) -> bool:
+    # AdamW keeps its step counts as CPU scalars even for CUDA parameters: a torch.where on them would bring the
+    # device's finiteness flag to the host, the very wait the deferred read-back avoids.
+    return isinstance(value, torch.Tensor) and value.device.type == "cpu" and value.numel() == 1
+
+
+@dataclass
+class _Pending:
+    """A finished optimizer step whose loss (and parameter norm) is still on the device."""
+
+    step: int
+    epoch: int
+    loss: torch.Tensor
+    norm: torch.Tensor | None  # the trained parameters' norm, for TensorBoard
+    lr: float
+    images: int
+    seconds: float  # host time of the step; the device's share arrives with the read-back
+    undo: tuple[list, list]  # the optimizer's host-side state before this step (see _Run._guarded_step)
 
 
 class _Reporter:
@@ -95,7 +125,7 @@ def _grad_scaler(enabled: bool) -> Any:
 def resolve_precision(config: TrainConfig, backend: Backend) -> str:
     if config.precision != "auto":
         return config.precision
-    return "fp16" if backend.device.type == "cuda" else "fp32"
+    return auto_precision(backend.device, getattr(backend, "shared_weight_dtype", None))
 
 
 def train(
@@ -138,6 +168,10 @@ class _Run:
         }
         self.token_cache: dict[str, Any] = {}
         self.last_prompt = ""
+        self.pending: list[_Pending] = []
+        self.sync_every = sync_interval(backend.device)
+        self.all_finite: torch.Tensor | None = None  # on the device: every loss of this run so far was finite
+        self.images_per_s = 0.0
 
     # -- setup -----------------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -151,6 +185,11 @@ class _Run:
             return self.result
         for warning in check_resume(self.target.data, self.initial_step, config.clip_skip, self.backend):
             self._warn(warning)
+        set_compiled = getattr(self.backend, "set_compiled", None)
+        if set_compiled is not None:
+            set_compiled(config.compile_unet)  # also off again after a compiled run on the same loaded model
+        elif config.compile_unet:
+            self._warn("Compiling the U-Net works on the standalone backend only; this run is not compiled.")
         self.lines = load_template_lines(
             config.template, config.templates_dir or None, require_name=config.kind == "embedding"
         )
@@ -274,16 +313,17 @@ class _Run:
                     break
                 lr *= self.lr_scale
                 started = time.perf_counter()
-                loss, images = self._train_step(lr)
+                loss, images, undo = self._train_step(lr)
                 self.step += 1
-                self.result.last_loss = loss
-                elapsed = time.perf_counter() - started
-                ips = images / elapsed if elapsed > 0 else 0.0
                 epoch = self.plan.epoch_of(self.step * config.grad_accum - 1)
-                self.loss_log.add(self.step, epoch, loss, lr, ips)
+                norm = None
                 if self.scalars is not None:
-                    norms = torch.stack([p.detach().float().norm() for p in self.params])
-                    self.scalars.add(self.step, loss=loss, lr=lr, param_norm=float(norms.norm()))
+                    norm = torch.stack([p.detach().float().norm() for p in self.params]).norm()
+                self.pending.append(
+                    _Pending(self.step, epoch, loss, norm, lr, images, time.perf_counter() - started, undo)
+                )
+                if len(self.pending) >= self.sync_every or self._read_back_due():
+                    self._read_back()
                 if self.step % LOSS_LOG_EVERY == 0:
                     self.loss_log.flush()
                 report.progress(
@@ -291,18 +331,12 @@ class _Run:
                     # The counts are this run's (for it/s and ETA); a resumed file's own step is named here.
                     f"{config.name} epoch {epoch}, lr {lr:.3g}"
                     + (f", file at step {self.step}/{self.end}" if self.initial_step else ""),
-                    loss=loss, lr=lr, epoch=epoch, images_per_s=round(ips, 3), label="step", prompt=self.last_prompt,
+                    # Between read-backs the last loss read (None before the first).
+                    loss=self.result.last_loss, lr=lr, epoch=epoch, images_per_s=round(self.images_per_s, 3),
+                    label="step", prompt=self.last_prompt,
                 )  # fmt: skip
                 self._checkpoint()
                 self._validate()
-        except _NonFinite as bad:
-            self.optimizer.zero_grad(set_to_none=True)
-            self._save_main()
-            raise TrainingDiverged(
-                f"The loss became {bad.value} at step {self.step + 1} (learning rate {lr:g}), so training stopped. "
-                f"The last good state (step {self.step}) is saved in {config.target_path}. Lower the learning rate, "
-                "turn on gradient clipping, or use fp32/bf16 instead of fp16, then resume."
-            ) from None
         except Cancelled:
             self._save_main()
             self.result.step = self.step
@@ -313,22 +347,21 @@ class _Run:
             self.result.stopped = "schedule-ended"
         return self.result
 
-    def _train_step(self, lr: float) -> tuple[float, int]:
-        """One optimizer step over grad_accum micro-batches; returns (loss, images seen)."""
+    def _train_step(self, lr: float) -> tuple[torch.Tensor, int, tuple[list, list]]:
+        """One optimizer step over grad_accum micro-batches; returns (the loss, still on the device; images seen;
+        the optimizer's host-side state before the step)."""
         config = self.config
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total, images = 0.0, 0
+        total: torch.Tensor | None = None
+        images = 0
         # Dropout (hypernetworks) draws from torch's global RNG: fork it and seed it from (seed, step).
         with torch.random.fork_rng(devices=self.fork_devices):
             torch.manual_seed(derive_seed(config.seed, "dropout", self.step))
             for micro in range(config.grad_accum):
                 loss, n = self._micro_batch(self.step * config.grad_accum + micro)
-                value = loss.item()  # also the NaN check, before anything touches the gradients
-                if not math.isfinite(value):
-                    raise _NonFinite(value)
                 self.scaler.scale(loss).backward()
-                total += value
+                total = loss.detach() if total is None else total + loss.detach()
                 images += n
         if self.clip_values is not None:
             self.scaler.unscale_(self.optimizer)
@@ -338,10 +371,88 @@ class _Run:
                     torch.nn.utils.clip_grad_value_(self.params, limit)
                 else:
                     torch.nn.utils.clip_grad_norm_(self.params, limit, norm_type=config.clip_grad_norm_type)
+        assert total is not None  # grad_accum >= 1 (validated)
+        undo = self._guarded_step(total)
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, images, undo
+
+    # -- the NaN guard without a read-back per step -----------------------------------------
+    def _guarded_step(self, loss: torch.Tensor) -> tuple[list, list]:
+        """The optimizer step, undone on the device when this or any earlier loss of the run was NaN/inf.
+
+        So the parameters and the optimizer's device state stay those of the last good step until _read_back
+        finds the bad loss; it then restores the host-side state returned here (AdamW's step counts, adaptive
+        optimizers' group values), saves and stops."""
+        ok = torch.isfinite(loss)
+        self.all_finite = ok = ok if self.all_finite is None else ok & self.all_finite
+        host_state, saved = [], []
+        for p in self.params:
+            state = self.optimizer.state.get(p)
+            host_state.append(None if not state else {k: v.clone() for k, v in state.items() if _host_scalar(v)})
+            kept = {} if not state else {
+                k: v.clone() for k, v in state.items() if isinstance(v, torch.Tensor) and not _host_scalar(v)
+            }  # fmt: skip
+            saved.append((p.detach().clone(), kept))
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        with torch.no_grad():
+            for p, (old, kept) in zip(self.params, saved, strict=True):
+                p.copy_(torch.where(ok, p, old))
+                for key, value in self.optimizer.state.get(p, {}).items():
+                    if isinstance(value, torch.Tensor) and not _host_scalar(value):
+                        before = kept.get(key)  # none: this very step made it, from zeros (AdamW's moments)
+                        value.copy_(torch.where(ok, value, before if before is not None else torch.zeros_like(value)))
+        return host_state, groups
+
+    def _read_back_due(self) -> bool:
+        """Whether this step saves, previews, validates or ends: those need its loss (and a known-good state)."""
+        step, config = self.step, self.config
+        return (
+            step >= self.end
+            or bool(config.save_every and step % config.save_every == 0)
+            or bool(config.preview_every and step % config.preview_every == 0)
+            or (self.validator is not None and step % config.validation_every == 0)
+            or self._cycle_ends(step)
+        )
+
+    def _read_back(self) -> None:
+        """The pending losses into the loss log (one wait for the device); on a NaN/inf, back to the last good
+        step, saved, and TrainingDiverged."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        waited = time.perf_counter()
+        values = read_back([e.loss for e in pending] + [e.norm for e in pending if e.norm is not None])
+        losses, norms = values[: len(pending)], iter(values[len(pending) :])
+        # The wait belongs to the steps it waited for (their host time is counted already).
+        seconds = sum(e.seconds for e in pending) + time.perf_counter() - waited
+        self.images_per_s = sum(e.images for e in pending) / seconds if seconds > 0 else 0.0
+        for entry, value in zip(pending, losses, strict=True):
+            if not math.isfinite(value):
+                self._diverged(entry, value)
+            self.loss_log.add(entry.step, entry.epoch, value, entry.lr, self.images_per_s)
+            if self.scalars is not None:
+                self.scalars.add(entry.step, loss=value, lr=entry.lr, param_norm=next(norms))
+            self.result.last_loss = value
+
+    def _diverged(self, entry: _Pending, value: float) -> None:
+        host_state, groups = entry.undo
+        for p, saved in zip(self.params, host_state, strict=True):
+            if saved is None:
+                self.optimizer.state.pop(p, None)  # the bad step made this state: there was none before it
+            else:
+                self.optimizer.state[p].update(saved)
+        for group, before in zip(self.optimizer.param_groups, groups, strict=True):
+            group.update(before)
+        self.step = self.result.step = entry.step - 1
         self.optimizer.zero_grad(set_to_none=True)
-        return total, images
+        self._save_main()
+        raise TrainingDiverged(
+            f"The loss became {value} at step {entry.step} (learning rate {entry.lr:g}), so training stopped. "
+            f"The last good state (step {self.step}) is saved in {self.config.target_path}. Lower the learning "
+            "rate, turn on gradient clipping, or use fp32/bf16 instead of fp16, then resume."
+        )
 
     def _micro_batch(self, position: int) -> tuple[torch.Tensor, int]:
         """The (already divided by grad_accum) diffusion loss of micro-batch number `position`."""
@@ -406,6 +517,7 @@ class _Run:
         return data
 
     def _save_main(self) -> None:
+        self._read_back()  # a NaN among the pending steps saves the last good state instead, and stops
         # The log before the file: a kill between the two leaves log rows past the file's step, which a resume
         # cuts off; the other order left a permanent gap (the file resumed past rows never written).
         self.loss_log.flush()

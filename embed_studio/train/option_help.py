@@ -135,6 +135,12 @@ BEYOND: dict[str, tuple[str, str]] = {
         "Tagger models folder",
         "Where registry taggers are downloaded and cached. Empty = the Tagger panel's folder.",
     ),
+    "compile_unet": (
+        "Compile the U-Net (torch.compile)",
+        "Experimental, standalone backend: faster steps on a GPU once compiled. The first step of each bucket "
+        "shape compiles (a minute or more); needs a C compiler (and Triton on a GPU). Compare its loss curve with "
+        "an uncompiled run's. The WebUI's model is left as it is.",
+    ),
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {"optimizer": OPTIMIZERS, "on_validation_rise": ON_VALIDATION_RISE}
@@ -151,6 +157,7 @@ GROUPS: dict[str, list[tuple[str, ...]]] = {
         ("save_safetensors", "save_each_cycle", "tensorboard"),
     ],
     "More previews": [("preview_prompts",)],
+    "Speed": [("compile_unet",)],
     "Validation": [
         ("validation_split", "validation_dir", "validation_every"),
         ("validation_patience", "on_validation_rise", "validation_lr_factor"),

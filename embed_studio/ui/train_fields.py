@@ -45,7 +45,7 @@ SPECS: dict[str, dict[str, Any]] = {
     "clip_grad_value": dict(label="Clipping limit", info="A number or a schedule in the learning-rate syntax."),
     "clip_grad_norm_type": dict(label="Norm type for clipping by norm", info="2 = Euclidean."),
     "seed": dict(label="Seed", info="Same seed and settings: the same run, also when resumed."),
-    "precision": dict(label="Precision", choices=["auto", *PRECISIONS], info="auto: fp16 on a GPU, fp32 on the CPU."),
+    "precision": dict(label="Precision", choices=["auto", *PRECISIONS], info="auto: bf16/fp16 on GPU, fp32 on CPU."),
     "half_weights": dict(label="Keep frozen weights in that precision (saves memory)"),
     "gradient_checkpointing": dict(label="Gradient checkpointing (less memory, slower)"),
     "template": dict(

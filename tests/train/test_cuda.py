@@ -1,8 +1,9 @@
-"""The CUDA path (fp16 weights, GradScaler, VAE off the GPU after caching, previews); skipped without a GPU."""
+"""The CUDA path (auto precision, GradScaler, VAE off the GPU after caching, previews); skipped without a GPU."""
 
 import pytest
 import torch
 
+from embed_studio.backends.base import auto_precision
 from embed_studio.backends.standalone import StandaloneBackend
 from embed_studio.formats.embedding import load_embedding, save_embedding
 from embed_studio.formats.hypernetwork import load_hypernetwork, save_hypernetwork
@@ -18,10 +19,13 @@ def test_fp16_embedding_on_cuda(tmp_path, tiny_model, make_config):
     initial = create_embedding(backend, "emb", "black hair", 2)
     save_embedding(initial, target)
     result = train(make_config(target, max_steps=4, grad_accum=2, preview_every=2, save_every=2), backend)
-    assert next(backend.unet.parameters()).dtype == torch.float16
+    # auto: bf16 where the GPU has it (no GradScaler), else fp16 with one; frozen weights in that precision.
+    auto = auto_precision(backend.device)
+    assert auto in ("bf16", "fp16")
+    assert next(backend.unet.parameters()).dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[auto]
     assert next(backend.vae.parameters()).device.type == "cpu"  # released after caching, back after previews
     saved = load_embedding(target)
-    assert saved.step == 4 and saved.extra["embed_studio"]["precision"] == "fp16"
+    assert saved.step == 4 and saved.extra["embed_studio"]["precision"] == auto
     assert torch.isfinite(saved.vectors).all() and not torch.equal(saved.vectors, initial.vectors)
     assert len(result.previews) == 4
 
