@@ -18,7 +18,7 @@ from embed_studio.train.create import name_clashes
 from embed_studio.train.data import BatchPlan, TrainingSet, derive_seed, prepare_training_set
 from embed_studio.train.losses import offset_noise, timestep_bounds, timestep_weights
 from embed_studio.train.losslog import LossLog
-from embed_studio.train.optimizers import ADAPTIVE, make_optimizer, state_tag
+from embed_studio.train.optimizers import ADAPTIVE, make_optimizer, optimizer_state_on_cpu, state_tag
 from embed_studio.train.previews import save_previews
 from embed_studio.train.prompts import PromptOptions, build_prompt, load_template_lines
 from embed_studio.train.resume import check_resume
@@ -427,7 +427,9 @@ class _Run:
                     step - self.initial_step, self.end - self.initial_step, f"step {step}: drawing previews…",
                     preview_prompt=config.preview_prompt or self.last_prompt, preview_step=step,
                 )  # fmt: skip
-                for path in save_previews(config, self.target, step, self.last_prompt, self.log_dir, snapshot):
+                with optimizer_state_on_cpu(self.optimizer):
+                    paths = save_previews(config, self.target, step, self.last_prompt, self.log_dir, snapshot)
+                for path in paths:
                     self.result.previews.append(str(path))
                     self.report.image(path)
             except Exception as e:  # a failed preview must not end hours of training
