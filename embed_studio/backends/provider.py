@@ -188,6 +188,12 @@ class StandaloneProvider:
     def refresh(self, kind: str, path: Path) -> None:
         """Standalone has no list to refresh: the tab re-reads the folders."""
 
+    def preview_samplers(self) -> list[str]:
+        """Every diffusers scheduler the loaded model takes (before one is loaded: SD's, the same list)."""
+        from embed_studio.backends.standalone import available_samplers
+
+        return self._loaded[1].samplers() if self._loaded else available_samplers()
+
 
 class LoadedBackendProvider:
     """A backend already in memory, lent as it is: for scripts and tests that load their own model."""

@@ -11,6 +11,8 @@ import threading
 import typing
 from collections.abc import Iterator
 
+from embed_studio.backends.samplers import SAMPLER_HELP, SAMPLERS
+
 # Short spellings for the most used settings; every other TrainConfig field is --field-name.
 _ALIASES = {
     "max_steps": ["--steps"],
@@ -67,7 +69,7 @@ HELP = {
     "preview_steps": "sampling steps of each preview, a whole number >= 1",
     "preview_cfg_scale": "CFG scale of the previews, a number",
     "preview_seed": "seed of the previews; -1 = a new seed each time",
-    "preview_sampler": "sampler of the previews",
+    "preview_sampler": "sampler of the previews, a diffusers scheduler: " + ", ".join(SAMPLERS) + f" ({SAMPLER_HELP})",
     "preview_width": "preview width in pixels, a multiple of 8 (0: the training width)",
     "preview_height": "preview height in pixels, a multiple of 8 (0: the training height)",
     "preview_with_embedding": "embeddings: also save a PNG that carries the embedding, like the WebUI",
@@ -81,7 +83,7 @@ HELP = {
 
 
 def _choices() -> dict[str, list[str]]:
-    from embed_studio.backends.base import PRECISIONS, PREVIEW_SAMPLERS
+    from embed_studio.backends.base import PRECISIONS
     from embed_studio.train.config import CLIP_GRAD_MODES, LATENT_SAMPLING, LR_SCHEDULERS
 
     return {
@@ -89,7 +91,6 @@ def _choices() -> dict[str, list[str]]:
         "clip_grad_mode": list(CLIP_GRAD_MODES),
         "precision": ["auto", *PRECISIONS],
         "latent_sampling": list(LATENT_SAMPLING),
-        "preview_sampler": list(PREVIEW_SAMPLERS),
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, folder_for, resolve_target
+from embed_studio.backends.samplers import SAMPLER_HELP
 from embed_studio.errors import EmbedStudioError
 from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
@@ -163,8 +164,10 @@ class TrainTab(Tab):
                     field("preview_prompt")
                     field("preview_negative_prompt")
                     with gr.Row():
-                        for name in ("preview_steps", "preview_cfg_scale", "preview_seed", "preview_sampler"):
+                        for name in ("preview_steps", "preview_cfg_scale", "preview_seed"):
                             field(name)
+                        samplers = getattr(provider, "preview_samplers", None)  # standalone: all of diffusers'
+                        field("preview_sampler", **({"choices": samplers(), "info": SAMPLER_HELP} if samplers else {}))
                     with gr.Row():
                         for name in ("preview_width", "preview_height", "preview_with_embedding"):
                             field(name)
