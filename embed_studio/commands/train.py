@@ -103,8 +103,6 @@ def _default_text(value: typing.Any) -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from embed_studio.train.config import TrainConfig
-
     parser = subparsers.add_parser(
         "train", help="train an embedding or hypernetwork",
         description="Train an embedding or hypernetwork file made with `embed-studio create`. Training the same "
@@ -118,19 +116,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", required=True, help="name of the embedding/hypernetwork (its file NAME.pt)")
     parser.add_argument("--file", help="the file to train (default: DIR/NAME.pt, DIR from --dir)")
     parser.add_argument("--dir", help="folder of the file (default ./embeddings or ./hypernetworks)")
-    parser.add_argument("--config", help="JSON settings (a saved config.json); command-line options override it")
     parser.add_argument(
         "--dry-run", action="store_true",
         help="print the prompts each image gets with these settings, then stop (no model needed)",
     )  # fmt: skip
+    add_config_options(parser)
+    parser.set_defaults(func=_train)
+
+
+def add_config_options(parser: argparse.ArgumentParser, save_preset: bool = True) -> None:
+    """--config, the presets and a flag for every TrainConfig field a run takes from the command line; `train` and
+    `sweep` share them, so no option is spelled twice."""
+    parser.add_argument("--config", help="JSON settings (a saved config.json); command-line options override it")
     presets = parser.add_argument_group("presets", "named training settings (not the model, data or file)")
     presets.add_argument("--preset", help="start from the saved preset NAME (after --config; options override it)")
-    presets.add_argument(
-        "--save-preset", metavar="NAME", help="save the resulting settings as preset NAME and exit without training"
-    )
+    if save_preset:
+        presets.add_argument(
+            "--save-preset", metavar="NAME", help="save the resulting settings as preset NAME and exit without training"
+        )
     presets.add_argument(
         "--presets-dir", help="folder of presets (default: _presets in the log root, ./textual_inversion/_presets)"
     )
+    from embed_studio.train.config import TrainConfig
     from embed_studio.train.option_help import BEYOND
 
     hints = typing.get_type_hints(TrainConfig)
@@ -156,7 +163,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             help=f"{text} ({note})" if note else text,
         )  # fmt: skip
     _add_beyond_options(parser, hints)
-    parser.set_defaults(func=_train)
 
 
 def _metavar(name: str, kind: typing.Any, choices: dict[str, list[str]]) -> str | None:
