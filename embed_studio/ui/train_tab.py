@@ -23,6 +23,7 @@ from embed_studio.ui import train_form as form
 from embed_studio.ui.base import Tab
 from embed_studio.ui.jobs_ui import follow_job
 from embed_studio.ui.prefs import Prefs
+from embed_studio.ui.train_analytics import AnalyticsPanel
 from embed_studio.ui.train_create import CreatePanels
 from embed_studio.ui.train_fields import make_field
 
@@ -220,6 +221,8 @@ class TrainTab(Tab):
                 self.loss_plot = gr.Image(
                     label="Loss", type="pil", interactive=False, show_download_button=True, elem_id="es-train-loss"
                 )
+                self.analytics = AnalyticsPanel(provider)
+                self.analytics.create_ui()
         missing = set(form.form_fields()) - set(fields)
         if missing:  # a new TrainConfig field must get a place on the form (or in form.OWN_CONTROLS)
             raise RuntimeError(f"Train tab has no field for: {', '.join(sorted(missing))}")
@@ -289,6 +292,7 @@ class TrainTab(Tab):
             (self.create.hn_event, self.create.hn_status),
         ):
             event.then(_open_train_if_created, inputs=[status], outputs=[self.subtabs], queue=False)
+        self.analytics.set_callbacks(kind=self.kind, target=self.target, name=fields["name"], log_dir=fields["log_dir"])
         self._follow_other_tabs(tabs)
 
     def _save_preset(self, name: str, *values: Any) -> tuple[Any, str]:
