@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,13 @@ class AnalyticsPanel:
             )  # fmt: skip
             self.text = gr.Markdown("", elem_id="es-train-analytics-text")
 
-    def set_callbacks(self, *, kind: Any, target: Any, name: Any, log_dir: Any) -> None:
+    def set_callbacks(self, *, kind: Any, target: Any, name: Any, log_dir: Any, after: Sequence[Any] = ()) -> None:
+        """Shown on Refresh, when a file is picked, and after each event in `after` (a run's end)."""
         inputs = [kind, target, name, log_dir]
         self.refresh.click(self.show, inputs=inputs, outputs=[self.norms, self.text])
         target.change(self.show, inputs=inputs, outputs=[self.norms, self.text])
+        for event in after:
+            event.then(self.show, inputs=inputs, outputs=[self.norms, self.text])
 
     def show(self, kind: str, target: str, name: str = "", log_dir: str = "") -> tuple[Any, str]:
         """(norm plot or None, markdown) for the picked file; a problem is said in the markdown."""

@@ -235,7 +235,7 @@ class TrainTab(Tab):
         fields = self.fields
         live = [self.job_id, self.status, self.gallery, self.loss_plot, self.target_info, self.job_marker]
         train_inputs = [self.job_id, self.model_path, self.dataset, self.kind, self.target, self.vae, *fields.values()]
-        self.train_button.click(self._train, inputs=train_inputs, outputs=live)
+        trained = self.train_button.click(self._train, inputs=train_inputs, outputs=live)
         self.attach_button.click(self._attach, inputs=[self.job_id], outputs=live)
         # Resume: the file's last run settings back into the form (e.g. after a reload), then Train as usual.
         # A file that cannot be resumed is said in the status line, and nothing starts.
@@ -292,7 +292,9 @@ class TrainTab(Tab):
             (self.create.hn_event, self.create.hn_status),
         ):
             event.then(_open_train_if_created, inputs=[status], outputs=[self.subtabs], queue=False)
-        self.analytics.set_callbacks(kind=self.kind, target=self.target, name=fields["name"], log_dir=fields["log_dir"])
+        self.analytics.set_callbacks(
+            kind=self.kind, target=self.target, name=fields["name"], log_dir=fields["log_dir"], after=[trained]
+        )
         self._follow_other_tabs(tabs)
 
     def _save_preset(self, name: str, *values: Any) -> tuple[Any, str]:

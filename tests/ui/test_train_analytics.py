@@ -118,3 +118,73 @@ def test_a_hypernetwork_or_a_missing_file_is_said_not_shown(tmp_path):
     assert image is None and "does not exist yet" in text
     image, text = tab.analytics.show("embedding", "../outside.pt")
     assert image is None and "'..'" in text
+
+
+@pytest.mark.browser
+def test_in_the_page_picking_the_file_and_refresh_show_the_analytics(tmp_path, trained, serve_blocks, train_panel):
+    import gradio as gr
+
+    from embed_studio.ui.train_tab import TrainTab
+
+    provider, target = trained
+    host = UiHost(
+        name="standalone", models_dir=tmp_path, output_dir=tmp_path, jobs=JobRegistry(), backend_provider=provider
+    )
+    with gr.Blocks(analytics_enabled=False) as demo:
+        tab = TrainTab(host)
+        tab.create_ui()
+        tab.set_callbacks({TrainTab.elem_id: tab})
+    page = train_panel.page
+    page.goto(serve_blocks(demo))
+    train_panel.open_subtab("Train")
+    page.locator("#es-train-analytics").get_by_text("What the embedding learned").first.click()
+    page.locator("#es-train-target input").first.fill("mychar.pt")
+    page.locator("#es-train-target input").first.press("Enter")
+    text = train_panel.wait_text("es-train-analytics-text", "one token per vector")
+    assert "nearest tokens (cosine)" in text
+    page.wait_for_function("() => !!document.querySelector('#es-train-analytics-norms img')")
+    assert "as the run saves copies" not in page.locator("#es-train-analytics-text").last.inner_text()
+    rows = page.locator("#es-train-analytics-text table tr")
+    assert rows.count() == 3  # the header and one row per vector
+    # Refresh reads the folder again: with the saved copies gone only the file's own step is left.
+    for copy in (provider.log_dir / "mychar" / "embeddings").iterdir():
+        copy.unlink()
+    page.locator("#es-train-analytics-refresh").click()
+    train_panel.wait_text("es-train-analytics-text", "as the run saves copies")
+
+
+@pytest.mark.browser
+def test_the_analytics_follow_a_run_when_it_ends(
+    tmp_path, tiny_model, train_dataset, serve_blocks, train_panel, one_thread
+):
+    import gradio as gr
+
+    from embed_studio.backends.standalone import StandaloneBackend
+    from embed_studio.train.create import create_embedding
+    from embed_studio.ui.train_tab import TrainTab
+
+    provider = StandaloneProvider(tmp_path / "out", device="cpu")
+    provider.embeddings_dir.mkdir(parents=True)
+    data = create_embedding(StandaloneBackend.load(tiny_model, "cpu"), "runner", "black hair", 2)
+    save_embedding(data, provider.embeddings_dir / "runner.pt")
+    host = UiHost(
+        name="standalone", models_dir=tmp_path, output_dir=tmp_path, jobs=JobRegistry(), backend_provider=provider
+    )
+    with gr.Blocks(analytics_enabled=False) as demo:
+        tab = TrainTab(host)
+        tab.create_ui()
+        tab.set_callbacks({TrainTab.elem_id: tab})
+    page = train_panel.page
+    page.goto(serve_blocks(demo))
+    train_panel.fill("es-train-model", tiny_model)
+    train_panel.fill("es-train-dataset", train_dataset)
+    train_panel.open_subtab("Train")
+    page.locator("#es-train-analytics").get_by_text("What the embedding learned").first.click()
+    page.locator("#es-train-target input").first.fill("runner.pt")
+    page.locator("#es-train-target input").first.press("Enter")
+    train_panel.wait_text("es-train-analytics-text", "as the run saves copies")  # step 0: one point, no model yet
+    train_panel.fill("es-train-save-every", 1)
+    train_panel.start_small_run(max_steps=3, preview_every=0)
+    train_panel.wait_text("es-train-status", "Done", timeout=240_000)
+    text = train_panel.wait_text("es-train-analytics-text", "one token per vector", timeout=60_000)
+    assert "as the run saves copies" not in text and "—" not in text  # saved steps plotted, nearest tokens named
