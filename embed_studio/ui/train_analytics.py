@@ -15,6 +15,8 @@ from embed_studio.ui import train_form as form
 
 NEAREST = 5  # vocabulary tokens shown per vector
 NO_MODEL = "its token count and the nearest tokens show once a run has loaded the model"
+# The WebUI lends its model only for a run: the vocabulary is read by the CLI instead.
+NO_VOCABULARY = "for its token count and the nearest tokens: embed-studio inspect FILE --analytics --model MODEL"
 
 
 class AnalyticsPanel:
@@ -57,10 +59,11 @@ class AnalyticsPanel:
     def _analytics(self, path: Path, name: str, log_dir: str) -> tuple[Any, str]:
         from embed_studio.train.analytics import embedding_analytics, norm_history, render_norm_plot
 
-        backend = getattr(self.provider, "loaded_backend", lambda: None)()
+        loaded = getattr(self.provider, "loaded_backend", None)
+        backend = loaded() if loaded is not None else None
         if backend is not None and not hasattr(backend, "tokenizer"):
-            backend = None  # a model without a vocabulary table to read (the WebUI's)
-        info = embedding_analytics(path, backend, None, NEAREST, no_model=NO_MODEL)
+            backend = None  # a model without a vocabulary table to read
+        info = embedding_analytics(path, backend, None, NEAREST, no_model=NO_MODEL if loaded else NO_VOCABULARY)
         copies = self._log_folder(path, name, log_dir) / "embeddings"
         files = [p for p in copies.iterdir() if p.suffix.lower() in (".pt", ".safetensors")] if copies.is_dir() else []
         history = norm_history([*files, path])

@@ -188,3 +188,16 @@ def test_the_analytics_follow_a_run_when_it_ends(
     train_panel.wait_text("es-train-status", "Done", timeout=240_000)
     text = train_panel.wait_text("es-train-analytics-text", "one token per vector", timeout=60_000)
     assert "as the run saves copies" not in text and "—" not in text  # saved steps plotted, nearest tokens named
+
+
+def test_a_host_that_lends_no_model_points_to_the_cli_for_the_vocabulary(tmp_path, trained):
+    from embed_studio.ui.train_analytics import NO_VOCABULARY
+
+    provider, target = trained
+
+    class WebUiLike(StandaloneProvider):
+        loaded_backend = None  # the WebUI lends its model for a run only
+
+    lender = WebUiLike(provider.log_dir.parent, device="cpu")
+    image, text = _tab(tmp_path, lender).analytics.show("embedding", "mychar.pt")
+    assert NO_VOCABULARY in text and "| 1 |" in text and image is not None
