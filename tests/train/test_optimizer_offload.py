@@ -110,6 +110,7 @@ class _MeasuringPreviews(StandaloneBackend):
 
 @needs_cuda
 def test_a_cuda_run_draws_its_previews_with_the_optimizer_state_on_the_cpu(tmp_path, tiny_model, make_config):
+    gc.collect()  # no optimizer of an earlier test may linger with its state on the GPU
     backend = _MeasuringPreviews.load(tiny_model, "cuda")
     backend.seen = []
     target = tmp_path / "hn.pt"
