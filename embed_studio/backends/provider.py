@@ -188,6 +188,16 @@ class StandaloneProvider:
     def refresh(self, kind: str, path: Path) -> None:
         """Standalone has no list to refresh: the tab re-reads the folders."""
 
+    def loaded_backend(self) -> Any | None:
+        """The model loaded by the last run, if any (never loads one): for reading its vocabulary, not training."""
+        return self._loaded[1] if self._loaded else None
+
+    def preview_samplers(self) -> list[str]:
+        """Every diffusers scheduler the loaded model takes (before one is loaded: SD's, the same list)."""
+        from embed_studio.backends.standalone import available_samplers
+
+        return self._loaded[1].samplers() if self._loaded else available_samplers()
+
 
 class LoadedBackendProvider:
     """A backend already in memory, lent as it is: for scripts and tests that load their own model."""

@@ -16,13 +16,13 @@ from PIL import Image
 
 from embed_studio.backends.base import (
     PRECISIONS,
-    PREVIEW_SAMPLERS,
     HypernetworkLayers,
     LatentDist,
     PreviewRequest,
     PromptTokens,
     SizeCond,
 )
+from embed_studio.backends.samplers import NOT_FOR_SD, SAMPLERS, require_sampler, sampler_installed
 from embed_studio.errors import FileFormatError, UserInputError
 
 CHUNK_TOKENS = 75  # tokens per 77-token CLIP window, between the start and end tokens (the WebUI's chunking)
@@ -38,6 +38,22 @@ WORD_CACHE_SIZE = 65536  # whitespace-separated words whose token ids are kept (
 # cross whitespace, but ftfy (the WebUI's slow tokenizer) decides HTML unescaping and mojibake repair from the whole
 # text, so anything else is tokenized whole, as before.
 _WORD_SPLITTABLE = re.compile(r"[\t\n\r -%'-~]*")
+
+
+def available_samplers(scheduler_config: dict | None = None) -> list[str]:
+    """The preview samplers (names of SAMPLERS) for a model whose scheduler config this is (None: SD's default):
+    the schedulers diffusers lists as compatible with it (`compatibles`) that this diffusers has, whose packages
+    are installed, less the EDM ones that need an EDM-trained model."""
+    import diffusers
+
+    with quiet_model_libraries():
+        compatible = {c.__name__ for c in diffusers.DDPMScheduler.from_config(scheduler_config or {}).compatibles}
+    compatible -= NOT_FOR_SD
+    return [
+        name
+        for name, sampler in SAMPLERS.items()
+        if sampler.scheduler in compatible and hasattr(diffusers, sampler.scheduler) and sampler_installed(name)
+    ]
 
 
 _ATTENTION = re.compile(r"\\[()\[\]\\]|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\\()\[\]:]+|:")
@@ -695,24 +711,21 @@ class StandaloneBackend:
             return self._denoiser(noisy_latents.to(dtype), timesteps, encoder_hidden_states=cond.to(dtype)).sample
 
     # -- previews ----------------------------------------------------------------------------
-    def _sampler(self, name: str) -> Any:
-        from diffusers import (
-            DDIMScheduler,
-            DPMSolverMultistepScheduler,
-            EulerAncestralDiscreteScheduler,
-            EulerDiscreteScheduler,
-        )
+    def samplers(self) -> list[str]:
+        """The preview samplers this model's pipeline takes (see available_samplers)."""
+        return available_samplers(self.scheduler_config)
 
-        classes = {
-            "euler_a": EulerAncestralDiscreteScheduler,
-            "euler": EulerDiscreteScheduler,
-            "ddim": DDIMScheduler,
-            "dpmpp_2m": DPMSolverMultistepScheduler,
-        }
-        key = name.lower().replace(" ", "_").replace("+", "p")
-        if key not in classes:
-            raise UserInputError(f"Preview sampler {name!r} is not one of {', '.join(PREVIEW_SAMPLERS)}.")
-        return classes[key].from_config(self.scheduler_config)
+    def _sampler(self, name: str) -> Any:
+        import diffusers
+
+        key = require_sampler(name)
+        offered = self.samplers()
+        if key not in offered:
+            raise UserInputError(
+                f"Preview sampler {name!r} does not fit this model; pick one of: {', '.join(offered)}."
+            )
+        sampler = SAMPLERS[key]
+        return getattr(diffusers, sampler.scheduler).from_config(self.scheduler_config, **sampler.config)
 
     @torch.no_grad()
     def render_preview(

@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--word", help="the word prompts use for an embedding (default: the file name without -STEP)")
     p.add_argument("--negative", default="", help="negative prompt (default: none)")
     p.add_argument("--seed", type=int, default=1, help="seed (default 1)")
-    p.add_argument("--sampler", default="euler_a", help="euler_a, euler, ddim or dpmpp_2m (default euler_a)")
+    p.add_argument(
+        "--sampler", default="euler_a",
+        help="a diffusers scheduler by name: euler_a, dpmpp_2m_karras, unipc, heun... (a wrong one lists them all; "
+        "default euler_a)",
+    )  # fmt: skip
     p.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     p.add_argument("--cfg", type=float, default=7.0, help="CFG scale (default 7)")
     p.add_argument("--width", type=int, default=512, help="width in pixels, a multiple of 8 (default 512)")
@@ -66,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as e:
             raise UserInputError(f"Cannot read {args.prompts_file}: {e}.") from None
     # A base line in options form checks the shared settings like any line's.
-    parse_preview_prompts(f"--prompt x --width {args.width} --height {args.height} --sampler {args.sampler}", base)
+    import shlex
+
+    shared = f"--prompt x --width {args.width} --height {args.height} --sampler {shlex.quote(args.sampler)}"
+    parse_preview_prompts(shared, base)
     requests = parse_preview_prompts(text, base)
     if not requests:
         raise UserInputError("Give at least one --prompt (or a --prompts-file).")

@@ -7,6 +7,8 @@ import dataclasses
 import sys
 import typing
 
+from embed_studio.backends.samplers import SAMPLER_HELP, SAMPLERS
+
 # Short spellings for the most used settings; every other TrainConfig field is --field-name.
 _ALIASES = {
     "max_steps": ["--steps"],
@@ -63,7 +65,7 @@ HELP = {
     "preview_steps": "sampling steps of each preview, a whole number >= 1",
     "preview_cfg_scale": "CFG scale of the previews, a number",
     "preview_seed": "seed of the previews; -1 = a new seed each time",
-    "preview_sampler": "sampler of the previews",
+    "preview_sampler": "sampler of the previews, a diffusers scheduler: " + ", ".join(SAMPLERS) + f" ({SAMPLER_HELP})",
     "preview_width": "preview width in pixels, a multiple of 8 (0: the training width)",
     "preview_height": "preview height in pixels, a multiple of 8 (0: the training height)",
     "preview_with_embedding": "embeddings: also save a PNG that carries the embedding, like the WebUI",
@@ -77,7 +79,7 @@ HELP = {
 
 
 def _choices() -> dict[str, list[str]]:
-    from embed_studio.backends.base import PRECISIONS, PREVIEW_SAMPLERS
+    from embed_studio.backends.base import PRECISIONS
     from embed_studio.train.config import CLIP_GRAD_MODES, LATENT_SAMPLING, LR_SCHEDULERS
 
     return {
@@ -85,7 +87,6 @@ def _choices() -> dict[str, list[str]]:
         "clip_grad_mode": list(CLIP_GRAD_MODES),
         "precision": ["auto", *PRECISIONS],
         "latent_sampling": list(LATENT_SAMPLING),
-        "preview_sampler": list(PREVIEW_SAMPLERS),
     }
 
 
@@ -98,8 +99,6 @@ def _default_text(value: typing.Any) -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from embed_studio.train.config import TrainConfig
-
     parser = subparsers.add_parser(
         "train", help="train an embedding or hypernetwork",
         description="Train an embedding or hypernetwork file made with `embed-studio create`. Training the same "
@@ -113,19 +112,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", required=True, help="name of the embedding/hypernetwork (its file NAME.pt)")
     parser.add_argument("--file", help="the file to train (default: DIR/NAME.pt, DIR from --dir)")
     parser.add_argument("--dir", help="folder of the file (default ./embeddings or ./hypernetworks)")
-    parser.add_argument("--config", help="JSON settings (a saved config.json); command-line options override it")
     parser.add_argument(
         "--dry-run", action="store_true",
         help="print the prompts each image gets with these settings, then stop (no model needed)",
     )  # fmt: skip
+    add_config_options(parser)
+    parser.set_defaults(func=_train)
+
+
+def add_config_options(parser: argparse.ArgumentParser, save_preset: bool = True) -> None:
+    """--config, the presets and a flag for every TrainConfig field a run takes from the command line; `train` and
+    `sweep` share them, so no option is spelled twice."""
+    parser.add_argument("--config", help="JSON settings (a saved config.json); command-line options override it")
     presets = parser.add_argument_group("presets", "named training settings (not the model, data or file)")
     presets.add_argument("--preset", help="start from the saved preset NAME (after --config; options override it)")
-    presets.add_argument(
-        "--save-preset", metavar="NAME", help="save the resulting settings as preset NAME and exit without training"
-    )
+    if save_preset:
+        presets.add_argument(
+            "--save-preset", metavar="NAME", help="save the resulting settings as preset NAME and exit without training"
+        )
     presets.add_argument(
         "--presets-dir", help="folder of presets (default: _presets in the log root, ./textual_inversion/_presets)"
     )
+    from embed_studio.train.config import TrainConfig
     from embed_studio.train.option_help import BEYOND
 
     hints = typing.get_type_hints(TrainConfig)
@@ -151,7 +159,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             help=f"{text} ({note})" if note else text,
         )  # fmt: skip
     _add_beyond_options(parser, hints)
-    parser.set_defaults(func=_train)
 
 
 def _metavar(name: str, kind: typing.Any, choices: dict[str, list[str]]) -> str | None:

@@ -49,12 +49,17 @@ def nearest_tokens(
     ]
 
 
-def init_text_report(init_text: str | None, n_vectors: int, token_count: Callable[[str], int] | None) -> str:
+def init_text_report(
+    init_text: str | None,
+    n_vectors: int,
+    token_count: Callable[[str], int] | None,
+    no_model: str = "give --model to count its tokens",
+) -> str:
     """The init text's token count against the vectors, in one line (the WebUI silently drops surplus tokens)."""
     if init_text is None:
         return "init text: not recorded (made elsewhere)"
     if token_count is None:
-        return f"init text: {init_text!r} (give --model to count its tokens)"
+        return f"init text: {init_text!r} ({no_model})"
     count = token_count(init_text)
     if count > n_vectors:
         verdict = f"more tokens than vectors: the WebUI dropped {count - n_vectors}"
@@ -66,7 +71,11 @@ def init_text_report(init_text: str | None, n_vectors: int, token_count: Callabl
 
 
 def embedding_analytics(
-    path: Path, backend: Any | None = None, history_dir: Path | None = None, k: int = 5
+    path: Path,
+    backend: Any | None = None,
+    history_dir: Path | None = None,
+    k: int = 5,
+    no_model: str = "give --model to count its tokens",
 ) -> dict[str, Any]:
     """The analytics of one embedding file: norms, the init text check, nearest tokens (with a model) and history."""
     from embed_studio.formats.embedding import load_embedding
@@ -86,8 +95,48 @@ def embedding_analytics(
 
         table = backend.text_encoder.get_input_embeddings().weight
         info["nearest_tokens"] = nearest_tokens(emb.vectors, table, decode, k)
-    info["init_text"] = init_text_report(init_text if isinstance(init_text, str) else None, emb.n_vectors, count)
+    info["init_text"] = init_text_report(
+        init_text if isinstance(init_text, str) else None, emb.n_vectors, count, no_model
+    )
     if history_dir is not None:
         files = [p for p in Path(history_dir).iterdir() if p.suffix.lower() in (".pt", ".safetensors")]
         info["norm_history"] = norm_history(files)
     return info
+
+
+def render_norm_plot(
+    history: Sequence[dict[str, Any]], *, title: str = "", transparent: bool = False, dpi: int = 100
+) -> Any:
+    """Each vector's norm over the saved steps (norm_history's rows) as a PIL image, or None with no rows.
+
+    `transparent` as the loss plot's: no background and grey text, legible on the light and the dark theme."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    from PIL import Image
+
+    from embed_studio.train.lossplot import _neutral_colours
+
+    if not history:
+        return None
+    steps = [row["step"] for row in history]
+    n_vectors = max(len(row["norms"]) for row in history)
+    fig = Figure(figsize=(7.0, 3.0), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i in range(n_vectors):
+        points = [(s, row["norms"][i]) for s, row in zip(steps, history, strict=True) if i < len(row["norms"])]
+        ax.plot([s for s, _ in points], [n for _, n in points], marker="o", markersize=3, label=f"vector {i + 1}")
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("norm")
+    ax.grid(True, alpha=0.3)
+    legend = ax.legend(loc="upper left", fontsize="small", ncol=min(n_vectors, 4))
+    last = f"vector norms at step {steps[-1]}: " + ", ".join(f"{n:.3g}" for n in history[-1]["norms"])
+    fig.suptitle(f"{title} · {last}" if title else last, fontsize="medium")
+    if transparent:
+        _neutral_colours(fig, legend)
+    fig.tight_layout()
+    canvas.draw()
+    image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    return image.copy() if transparent else image.convert("RGB")

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embed_studio.backends.base import PRECISIONS, PREVIEW_SAMPLERS
+from embed_studio.backends.base import PRECISIONS
+from embed_studio.backends.samplers import require_sampler
 from embed_studio.dataset.buckets import validate_bucket_settings
 from embed_studio.errors import UserInputError
 from embed_studio.fileio import atomic_write_text
@@ -174,7 +175,7 @@ class TrainConfig:
         choice("Latent sampling", self.latent_sampling, LATENT_SAMPLING)
         choice("Gradient clipping", self.clip_grad_mode, CLIP_GRAD_MODES)
         choice("LR scheduler", self.lr_scheduler, LR_SCHEDULERS)
-        choice("Preview sampler", self.preview_sampler, PREVIEW_SAMPLERS)
+        require_sampler(self.preview_sampler)
         if self.precision != "auto":
             choice("Precision", self.precision, PRECISIONS)
         if not self.model:

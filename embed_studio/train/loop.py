@@ -20,7 +20,7 @@ from embed_studio.train.create import name_clashes
 from embed_studio.train.data import BatchPlan, TrainingSet, derive_seed, prepare_training_set
 from embed_studio.train.losses import offset_noise, timestep_bounds, timestep_weights
 from embed_studio.train.losslog import LossLog
-from embed_studio.train.optimizers import ADAPTIVE, make_optimizer
+from embed_studio.train.optimizers import ADAPTIVE, make_optimizer, optimizer_state_on_cpu
 from embed_studio.train.previews import save_previews
 from embed_studio.train.prompts import PromptOptions, build_prompt, load_template_lines
 from embed_studio.train.resume import check_resume
@@ -550,7 +550,10 @@ class _Run:
                         **drawing_stats(n, of),
                     )  # fmt: skip
 
-                previews = save_previews(config, self.target, step, self.last_prompt, self.log_dir, snapshot, drawing)
+                with optimizer_state_on_cpu(self.optimizer):  # room for the preview's decode on a small card
+                    previews = save_previews(
+                        config, self.target, step, self.last_prompt, self.log_dir, snapshot, drawing
+                    )
                 for path in previews:
                     self.result.previews.append(str(path))
                     self.report.image(path)

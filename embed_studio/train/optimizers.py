@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from embed_studio.errors import UserInputError
 
@@ -66,3 +67,44 @@ def make_optimizer(
     if name == "lion":  # Lion has no eps
         return cls(params, lr=lr, betas=betas, weight_decay=weight_decay)
     return cls(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def move_optimizer_state(optimizer: torch.optim.Optimizer, device: Any) -> dict[tuple[int, str], torch.device]:
+    """Move every tensor of the optimizer's state to `device` (one device, or a {(param index, key): device} map as
+    this returns); returns where each tensor was, so a second call puts them back. Values and dtypes stay exactly
+    as they were. Tensors bound for the CPU from a GPU go into pinned memory: the copy back is then a fast DMA."""
+    import torch
+
+    where: dict[tuple[int, str], torch.device] = {}
+    for index, state in enumerate(optimizer.state.values()):
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            where[(index, key)] = value.device
+            to = torch.device(device[(index, key)] if isinstance(device, dict) else device)
+            if value.device == to:
+                continue
+            if to.type == "cpu" and value.device.type == "cuda":
+                moved = torch.empty(value.shape, dtype=value.dtype, device="cpu", pin_memory=True)
+                moved.copy_(value)
+            else:
+                moved = value.to(to, non_blocking=value.is_pinned())
+            state[key] = moved
+    return where
+
+
+@contextlib.contextmanager
+def optimizer_state_on_cpu(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """The optimizer's state off the accelerator for the duration (previews), and back where it was after.
+
+    AdamW keeps two tensors the size of the trained parameters; a hypernetwork's can be hundreds of MB that a
+    preview's VAE decode would otherwise have to squeeze in beside."""
+    import torch
+
+    where = move_optimizer_state(optimizer, "cpu")
+    if any(d.type == "cuda" for d in where.values()):
+        torch.cuda.synchronize()  # the GPU copies are freed only once the copies to the host are done
+    try:
+        yield
+    finally:
+        move_optimizer_state(optimizer, where)

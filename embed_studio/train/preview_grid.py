@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embed_studio.backends.base import PREVIEW_SAMPLERS, Backend, PreviewRequest
+from embed_studio.backends.base import Backend, PreviewRequest
+from embed_studio.backends.samplers import require_sampler
 from embed_studio.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -25,11 +26,6 @@ _OPTIONS = {
 }  # fmt: skip
 _INTS = {"seed", "steps", "width", "height"}
 _STEP = re.compile(r"-(\d+)$")
-
-
-def sampler_key(name: str) -> str:
-    """A sampler name as the backends look it up ('Euler a' -> 'euler_a', 'DPM++ 2M' -> 'dpmpp_2m')."""
-    return name.lower().replace(" ", "_").replace("+", "p")
 
 
 def parse_preview_prompts(text: str, base: PreviewRequest) -> list[PreviewRequest]:
@@ -73,8 +69,7 @@ def _options_line(line: str, number: int, base: PreviewRequest) -> PreviewReques
             raise UserInputError(f"{where}: --{key} {raw!r} is not a number.") from None
         i += 2
     request = dataclasses.replace(base, **values)
-    if sampler_key(request.sampler) not in PREVIEW_SAMPLERS:
-        raise UserInputError(f"{where}: sampler {request.sampler!r} is not one of {', '.join(PREVIEW_SAMPLERS)}.")
+    require_sampler(request.sampler, f"{where}: sampler")
     if request.steps < 1 or request.cfg_scale < 0:
         raise UserInputError(f"{where}: steps must be at least 1 and the CFG scale 0 or more.")
     for side in (request.width, request.height):

@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, folder_for, resolve_target
+from embed_studio.backends.samplers import SAMPLER_HELP
 from embed_studio.errors import EmbedStudioError
 from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
@@ -22,6 +23,7 @@ from embed_studio.ui import train_form as form
 from embed_studio.ui.base import Tab
 from embed_studio.ui.jobs_ui import follow_job
 from embed_studio.ui.prefs import Prefs
+from embed_studio.ui.train_analytics import AnalyticsPanel
 from embed_studio.ui.train_create import CreatePanels
 from embed_studio.ui.train_fields import make_field
 from embed_studio.ui.train_txt2img import Txt2ImgPreview
@@ -166,8 +168,10 @@ class TrainTab(Tab):
                     field("preview_prompt")
                     field("preview_negative_prompt")
                     with gr.Row():
-                        for name in ("preview_steps", "preview_cfg_scale", "preview_seed", "preview_sampler"):
+                        for name in ("preview_steps", "preview_cfg_scale", "preview_seed"):
                             field(name)
+                        samplers = getattr(provider, "preview_samplers", None)  # standalone: all of diffusers'
+                        field("preview_sampler", **({"choices": samplers(), "info": SAMPLER_HELP} if samplers else {}))
                     with gr.Row():
                         for name in ("preview_width", "preview_height", "preview_with_embedding"):
                             field(name)
@@ -220,6 +224,8 @@ class TrainTab(Tab):
                 self.loss_plot = gr.Image(
                     label="Loss", type="pil", interactive=False, show_download_button=True, elem_id="es-train-loss"
                 )
+                self.analytics = AnalyticsPanel(provider)
+                self.analytics.create_ui()
         missing = set(form.form_fields()) - set(fields)
         if missing:  # a new TrainConfig field must get a place on the form (or in form.OWN_CONTROLS)
             raise RuntimeError(f"Train tab has no field for: {', '.join(sorted(missing))}")
@@ -233,7 +239,7 @@ class TrainTab(Tab):
         live = [self.job_id, self.status, self.gallery, self.loss_plot, self.target_info, self.job_marker]
         train_inputs = [self.job_id, self.model_path, self.dataset, self.kind, self.target, self.vae, *fields.values()]
         train_inputs += self.txt2img.inputs
-        self.train_button.click(self._train, inputs=train_inputs, outputs=live)
+        trained = self.train_button.click(self._train, inputs=train_inputs, outputs=live)
         self.attach_button.click(self._attach, inputs=[self.job_id], outputs=live)
         # Resume: the file's last run settings back into the form (e.g. after a reload), then Train as usual.
         # A file that cannot be resumed is said in the status line, and nothing starts.
@@ -290,6 +296,9 @@ class TrainTab(Tab):
             (self.create.hn_event, self.create.hn_status),
         ):
             event.then(_open_train_if_created, inputs=[status], outputs=[self.subtabs], queue=False)
+        self.analytics.set_callbacks(
+            kind=self.kind, target=self.target, name=fields["name"], log_dir=fields["log_dir"], after=[trained]
+        )
         self._follow_other_tabs(tabs)
 
     def _save_preset(self, name: str, *values: Any) -> tuple[Any, str]:

@@ -34,7 +34,7 @@ def test_defaults_follow_the_guides():
         (dict(lr="0.1:x"), "not a whole step number"),
         (dict(clip_grad_mode="value", clip_grad_value="big"), "Gradient clipping value"),
         (dict(kind="lora"), "Kind"),
-        (dict(preview_sampler="plms"), "Preview sampler"),
+        (dict(preview_sampler="restart"), "Preview sampler"),
     ],
 )
 def test_validation_names_the_bad_value(overrides, fragment):

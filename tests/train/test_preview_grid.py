@@ -31,7 +31,7 @@ def test_preview_prompt_lines():
         ('--prompt "open', "close the quotes"),
         ("--prompt x --colour red", "not an option"),
         ("--prompt x --seed five", "not a number"),
-        ("--prompt x --sampler_name heun", "not one of"),
+        ("--prompt x --sampler_name Restart", "not one of"),
         ("--prompt x --width 100", "multiples of 8"),
     ]:
         with pytest.raises(UserInputError, match=message):
