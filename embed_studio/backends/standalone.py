@@ -124,12 +124,6 @@ def folder_pipeline(path: Path) -> str | None:
 
 
 def unsupported_model(what: str, pipeline: str) -> FileFormatError:
-    if pipeline in SDXL_PIPELINES:
-        return FileFormatError(
-            f"{what} is a single-file SDXL checkpoint; the standalone trainer loads SDXL from a diffusers folder. "
-            "Convert it (diffusers' StableDiffusionXLPipeline.from_single_file(...).save_pretrained(folder)) and "
-            "give that folder, or train it in the WebUI."
-        )
     return FileFormatError(
         f"{what} is a {pipeline} model; the standalone trainer handles Stable Diffusion 1.x, 2.x and SDXL only. "
         "Give an SD 1.x/2.x/SDXL diffusers folder or checkpoint."
@@ -147,7 +141,8 @@ def default_size_for(model: str | os.PathLike) -> int:
 
 
 def _single_file_is_sdxl(path: Path) -> bool:
-    """Whether a checkpoint file holds SDXL's two text encoders (read from the key names only)."""
+    """Whether a checkpoint file is in SDXL's sgm layout (read from the key names only): the one test of SD 1.x/2.x
+    against SDXL for single files, used for loading and for a new run's defaults."""
     if path.suffix.lower() != ".safetensors":
         return False  # a pickle would have to be loaded whole to tell; the loader's own error speaks then
     from safetensors import safe_open
@@ -412,7 +407,9 @@ class StandaloneBackend:
         from diffusers import StableDiffusionPipeline
 
         if _single_file_is_sdxl(path):
-            raise unsupported_model(path.name, SDXL_PIPELINES[0])
+            from embed_studio.backends.standalone_xl import StandaloneXLBackend
+
+            return StandaloneXLBackend.load_single_file(path, device)
         yaml_path = path.with_suffix(".yaml")
         first_error: Exception | None = None
         if yaml_path.is_file():

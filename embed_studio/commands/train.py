@@ -111,7 +111,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("kind", choices=["embedding", "hypernetwork"], help="what the file to train is")
     parser.add_argument(
-        "--model", help="diffusers folder, or a .safetensors/.ckpt SD 1.x/2.x checkpoint with its .yaml beside it"
+        "--model",
+        help="diffusers folder, a .safetensors/.ckpt SD 1.x/2.x checkpoint with its .yaml beside it, or an SDXL "
+        ".safetensors (Pony, Illustrious, NoobAI...)",
     )
     parser.add_argument("--dataset", required=True, help="folder of images with .txt captions")
     parser.add_argument("--name", required=True, help="name of the embedding/hypernetwork (its file NAME.pt)")

@@ -180,12 +180,103 @@ def test_other_pipelines_are_refused_by_name(tmp_path):
         StandaloneBackend.load(folder, "cpu")
 
 
-def test_sdxl_single_file_is_refused_with_how_to_convert(tmp_path, capsys):
-    path = tmp_path / "xl.safetensors"
-    safetensors.torch.save_file({"conditioner.embedders.1.model.ln_final.weight": torch.ones(4)}, str(path))
+def test_an_sdxl_refiner_file_is_refused_by_name(tmp_path, capsys):
+    path = tmp_path / "refiner.safetensors"
+    safetensors.torch.save_file({"conditioner.embedders.0.model.ln_final.weight": torch.ones(4)}, str(path))
     assert main(["create", "embedding", "x", "--model", str(path), "--dir", str(tmp_path / "e")]) == 1
     err = capsys.readouterr().err
-    assert "single-file SDXL checkpoint" in err and "diffusers folder" in err
+    assert "no CLIP-L text encoder" in err and "SDXL base model" in err and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def sdxl_file(tmp_path_factory):
+    """A tiny single-file SDXL checkpoint (sgm layout, fp16) with its sgm yaml, converted from a diffusers folder."""
+    from tiny_sdxl import build_tiny_sdxl_single_file
+
+    return build_tiny_sdxl_single_file(tmp_path_factory.mktemp("tiny-sdxl-file"))
+
+
+def test_single_file_sdxl_loads_every_weight_of_the_model_it_came_from(sdxl_file):
+    import hashlib
+
+    from embed_studio.backends.standalone import StandaloneBackend
+
+    single = StandaloneBackend.load(sdxl_file, "cpu")
+    folder = StandaloneBackend.load(sdxl_file.parent / "diffusers", "cpu")
+    assert single.family == "sdxl" and single.token_dim == 2048 and single.default_size == 1024
+    assert single.checkpoint_hash == hashlib.sha256(sdxl_file.read_bytes()).hexdigest()[:10]
+    assert single.checkpoint_name == "tiny-sdxl" and single.prediction_type == "epsilon"
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        ours, theirs = getattr(single, part).state_dict(), getattr(folder, part).state_dict()
+        assert ours.keys() == theirs.keys(), part
+        for key, value in theirs.items():  # the file holds fp16: equal to the folder's weights rounded to fp16
+            assert torch.equal(ours[key].float(), value.half().float()), f"{part}.{key}"
+    assert not single.vae_half_safe  # the checkpoint's own SDXL VAE encodes in fp32
+
+
+def test_cli_create_train_and_resume_on_a_single_file_sdxl(tmp_path, sdxl_file, dataset, capsys):
+    emb_dir = tmp_path / "embeddings"
+    create = ["create", "embedding", "xlchar", "--model", str(sdxl_file), "--init-text", "red eyes",
+              "--vectors", "2", "--dir", str(emb_dir)]  # fmt: skip
+    assert main(create) == 0
+    path = emb_dir / "xlchar.safetensors"
+    raw = safetensors.torch.load_file(str(path))
+    assert raw["clip_l"].shape == (2, 768) and raw["clip_g"].shape == (2, 1280)
+    start = load_embedding(path)
+    assert main(_train_args(sdxl_file, dataset, emb_dir, 2)) == 0
+    trained = load_embedding(path)
+    assert trained.step == 2 and trained.sd_checkpoint_name == "tiny-sdxl"
+    assert trained.sd_checkpoint == _sha256_10(sdxl_file)
+    after = safetensors.torch.load_file(str(path))
+    assert not torch.equal(after["clip_l"], raw["clip_l"]) and not torch.equal(after["clip_g"], raw["clip_g"])
+    assert torch.isfinite(trained.vectors).all() and not torch.equal(trained.vectors, start.vectors)
+    capsys.readouterr()
+    assert main(_train_args(sdxl_file, dataset, emb_dir, 4)) == 0
+    assert "resuming xlchar.safetensors at step 2 with its optimizer state" in capsys.readouterr().err
+    resumed = safetensors.torch.load_file(str(path))
+    assert load_embedding(path).step == 4 and not torch.equal(resumed["clip_g"], after["clip_g"])
+
+
+def _sha256_10(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+
+
+def _hub_cache(monkeypatch, folder, tokenizer_dir=None):
+    """An offline Hugging Face cache at `folder`, holding openai/clip-vit-large-patch14's tokenizer files if given."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    if tokenizer_dir is not None:
+        repo = folder / "models--openai--clip-vit-large-patch14"
+        snapshot = repo / "snapshots" / "0123456789abcdef"
+        shutil.copytree(tokenizer_dir, snapshot)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text("0123456789abcdef")
+    folder.mkdir(exist_ok=True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(folder))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def test_single_file_sdxl_without_tokenizer_files_says_how_to_get_them(tmp_path, sdxl_file, monkeypatch, capsys):
+    import shutil
+
+    alone = tmp_path / "pony-like.safetensors"  # no yaml beside it: SDXL base's configs, the tokenizer from the cache
+    shutil.copy(sdxl_file, alone)
+    _hub_cache(monkeypatch, tmp_path / "empty-cache")
+    assert main(["create", "embedding", "x", "--model", str(alone), "--dir", str(tmp_path / "e")]) == 1
+    err = capsys.readouterr().err
+    assert "CLIP tokenizer files, which are not on this machine" in err and "huggingface-cli download" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+    # With the tokenizer in the cache it gets as far as the weights, which are not SDXL base's shapes.
+    _hub_cache(monkeypatch, tmp_path / "cache", sdxl_file.parent / "diffusers" / "tokenizer")
+    assert main(["create", "embedding", "x", "--model", str(alone), "--dir", str(tmp_path / "e")]) == 1
+    err = capsys.readouterr().err
+    assert "does not match SDXL base (put its sgm .yaml beside it as pony-like.yaml)" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_picked_fp16_fixed_vae_replaces_the_checkpoints(tmp_path, tiny_sdxl, tiny_model):
