@@ -212,10 +212,12 @@ def _config_from_args(args: argparse.Namespace) -> typing.Any:
         value = getattr(args, f.name, None)
         if f.name not in _POSITIONAL and value is not None:
             base[f.name] = value
-    if "width" not in base and "height" not in base and base.get("model"):
-        from embed_studio.backends.standalone import default_size_for
+    if base.get("model"):
+        from pathlib import Path
 
-        base["width"] = base["height"] = default_size_for(base["model"])  # SDXL buckets at a 1024x1024 area
+        from embed_studio.backends.provider import StandaloneProvider, apply_new_run_defaults
+
+        apply_new_run_defaults(base, StandaloneProvider(Path(".")), base["model"])  # SDXL: 1024 area, checkpointing
     return TrainConfig.from_dict(base)
 
 

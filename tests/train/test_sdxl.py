@@ -162,6 +162,66 @@ def test_cli_defaults_sdxl_buckets_to_1024(tiny_sdxl, tiny_model):
     assert train_cmd._config_from_args(args).width == 768
 
 
+def test_gradient_checkpointing_is_on_by_default_for_sdxl_only(tmp_path, tiny_sdxl, tiny_model, dataset):
+    """A new run on SDXL checkpoints the UNet unless told not to (CLI, API and form share the rule); SD 1.x/2.x runs
+    stay fast."""
+    import argparse
+
+    from embed_studio.backends.provider import LoadedBackendProvider, StandaloneProvider, new_run_defaults
+    from embed_studio.commands import train as train_cmd
+
+    parser = argparse.ArgumentParser()
+    train_cmd.register(parser.add_subparsers())
+
+    def config(model, *extra):
+        args = parser.parse_args(["train", "embedding", "--model", str(model), "--dataset", "d", "--name", "n", *extra])
+        return train_cmd._config_from_args(args)
+
+    assert config(tiny_sdxl).gradient_checkpointing is True
+    assert config(tiny_sdxl, "--no-gradient-checkpointing").gradient_checkpointing is False
+    assert config(tiny_model).gradient_checkpointing is False
+    assert new_run_defaults(StandaloneProvider(tmp_path), "")["gradient_checkpointing"] is False
+
+    # The API fills it in from the backend the provider lends, where the body leaves it out.
+    from embed_studio.backends.standalone import StandaloneBackend
+    from embed_studio.formats.embedding import save_embedding
+    from embed_studio.train.create import create_embedding
+    from embed_studio.webui.training import training_config
+
+    backend = StandaloneBackend.load(tiny_sdxl, "cpu")
+    provider = LoadedBackendProvider(backend, tmp_path / "out")
+    provider.embeddings_dir.mkdir(parents=True)
+    save_embedding(create_embedding(backend, "xlchar", "red eyes", 2), provider.embeddings_dir / "xlchar.safetensors")
+    body = {"kind": "embedding", "target": "xlchar.safetensors", "dataset": str(dataset)}
+    checked, _ = training_config(body, provider)
+    assert checked.gradient_checkpointing is True and checked.width == 1024
+    checked, _ = training_config({**body, "gradient_checkpointing": False}, provider)
+    assert checked.gradient_checkpointing is False
+
+
+@pytest.mark.parametrize("family", ["sdxl", "sd1"])
+def test_memory_measures_on_an_accelerator_device(family, tiny_sdxl, tiny_model):
+    """The policy on a device that is not the CPU (the meta device: no CUDA needed, no data moved): frozen weights
+    in half precision, SDXL's own VAE in fp32 (it overflows in fp16), gradient checkpointing set on the UNet's
+    blocks and the UNet in training mode (diffusers checkpoints only then); off again when asked."""
+    from embed_studio.backends.standalone import StandaloneBackend
+
+    backend = StandaloneBackend.load(tiny_sdxl if family == "sdxl" else tiny_model, "meta")
+    backend.configure("fp16", half_weights=True, clip_skip=1, gradient_checkpointing=True)
+    encoders = [backend.text_encoder] + ([backend.text_encoder_2] if family == "sdxl" else [])
+    for module in (backend.unet, *encoders):
+        assert {(p.device.type, p.dtype) for p in module.parameters()} == {("meta", torch.float16)}
+        assert not any(p.requires_grad for p in module.parameters())
+    vae_dtype = torch.float32 if family == "sdxl" else torch.float16
+    assert {(p.device.type, p.dtype) for p in backend.vae.parameters()} == {("meta", vae_dtype)}
+    blocks = [m for m in backend.unet.modules() if hasattr(m, "gradient_checkpointing")]
+    assert blocks and all(m.gradient_checkpointing for m in blocks) and backend.unet.training
+    backend.configure("fp16", half_weights=True, clip_skip=1, gradient_checkpointing=False)
+    assert not any(m.gradient_checkpointing for m in blocks) and not backend.unet.training
+    backend.configure("fp16", half_weights=False, clip_skip=1, gradient_checkpointing=False)
+    assert {p.dtype for p in backend.unet.parameters()} == {torch.float32}  # fp32 under autocast when asked
+
+
 def test_hypernetworks_are_refused_on_sdxl(tmp_path, tiny_sdxl, capsys):
     assert main(["create", "hypernetwork", "hn", "--model", str(tiny_sdxl), "--dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
