@@ -242,3 +242,43 @@ def _open_clip_to_sgm(encoder: Any) -> dict:
     if state:
         raise KeyError(f"no sgm name for {sorted(state)[:3]}")
     return out
+
+
+def build_random_sdxl(folder: Path, device: str) -> Any:
+    """A StandaloneXLBackend with SDXL base's shapes (the configs Embed Studio ships for single files) and random
+    weights, built on `device` and kept in fp16 there on a GPU. The token tables have CLIP's 49408 rows; the
+    tokenizer is the tiny one (its ids lie within them). For memory and speed checks at real size."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from embed_studio.backends.standalone_xl import (
+        SDXL_BASE_SCHEDULER,
+        SDXL_BASE_TEXT,
+        SDXL_BASE_TEXT_2,
+        SDXL_BASE_UNET,
+        SDXL_BASE_VAE,
+        StandaloneXLBackend,
+    )
+
+    torch.manual_seed(0)
+    write_tokenizer(folder / "tokenizer")
+    files = (str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt"))
+    tokenizer = CLIPTokenizer(*files, pad_token="<|endoftext|>", model_max_length=77)
+    tokenizer_2 = CLIPTokenizer(*files, pad_token="!", model_max_length=77)
+
+    def ids(tok: Any) -> dict[str, int]:
+        return dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+
+    # Built on the device (initialising 3.5 billion weights on the CPU takes minutes), each part halved at once
+    # so the fp32 copies never coexist.
+    half = torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    with torch.device(device):
+        unet = UNet2DConditionModel.from_config(SDXL_BASE_UNET).to(half)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**SDXL_BASE_TEXT, **ids(tokenizer))).to(half)
+        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**SDXL_BASE_TEXT_2, **ids(tokenizer_2))).to(half)
+        vae = AutoencoderKL.from_config(SDXL_BASE_VAE)
+    return StandaloneXLBackend(
+        unet, vae, text_encoder, text_encoder_2, tokenizer, tokenizer_2, SDXL_BASE_SCHEDULER, device,
+        checkpoint_name="random-sdxl",
+    )  # fmt: skip
