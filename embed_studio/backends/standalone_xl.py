@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from embed_studio.backends.base import SDXL_HYPERNETWORK_REFUSAL, PooledCond, PreviewRequest, PromptTokens, SizeCond
-from embed_studio.backends.standalone import StandaloneBackend, apply_emphasis
+from embed_studio.backends.standalone import StandaloneBackend, apply_emphasis, quiet_model_libraries
 from embed_studio.errors import FileFormatError, UserInputError
 
 DEFAULT_SIZE = 1024  # SDXL trains and generates at a 1024x1024 area
@@ -182,9 +182,10 @@ class StandaloneXLBackend(StandaloneBackend):
         super().configure(precision, half_weights, clip_skip, gradient_checkpointing)
         self._half_weights = half_weights
         weight_dtype = self.compute_dtype if half_weights else torch.float32
-        self.text_encoder_2.to(self.device, dtype=weight_dtype)
-        if not self.vae_half_safe:
-            self.vae.to(dtype=torch.float32)  # SDXL's VAE gives NaN latents and images in fp16
+        with quiet_model_libraries():  # diffusers' advice on every cast would bury the run's own lines
+            self.text_encoder_2.to(self.device, dtype=weight_dtype)
+            if not self.vae_half_safe:
+                self.vae.to(dtype=torch.float32)  # SDXL's VAE gives NaN latents and images in fp16
 
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor, exact: bool = False) -> Any:
