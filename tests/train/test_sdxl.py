@@ -391,6 +391,8 @@ def test_sdxl_batch_1_at_1024_fits_the_12_gb_goal(tmp_path):
     from embed_studio.train.loop import train
 
     backend = build_random_sdxl(tmp_path / "model", "cuda")
+    # Half precision from the load on: in fp32 the SDXL weights alone (14 GB) would already miss the goal.
+    assert {p.dtype for p in backend.unet.parameters()} == {torch.float16}
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
