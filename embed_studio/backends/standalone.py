@@ -1,4 +1,5 @@
-"""The diffusers + transformers backend: SD 1.x/2.x from a diffusers folder or a single checkpoint file."""
+"""The diffusers + transformers backend: SD 1.x/2.x from a diffusers folder or a single checkpoint file (SDXL, the
+same two ways, in standalone_xl)."""
 
 from __future__ import annotations
 
@@ -364,7 +365,7 @@ class StandaloneBackend:
     @classmethod
     def load(cls, model: str | os.PathLike, device: str | torch.device | None = None) -> StandaloneBackend:
         """A diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a single
-        .safetensors/.ckpt checkpoint (an LDM .yaml beside it is used when present)."""
+        .safetensors/.ckpt checkpoint (an LDM .yaml beside it is used when present); SDXL ones go to standalone_xl."""
         path = Path(model).expanduser()
         if not path.exists():
             raise UserInputError(f"Model {path} does not exist. Give a diffusers folder or a .safetensors/.ckpt file.")
