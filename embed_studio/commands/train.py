@@ -43,7 +43,7 @@ HELP = {
     "seed": "random seed, a whole number: the same seed and settings give the same run, also when resumed",
     "precision": "compute precision; auto = fp16 on a GPU, fp32 on the CPU",
     "half_weights": "keep the frozen model weights in the compute precision (saves memory; off: fp32 under autocast)",
-    "gradient_checkpointing": "trade speed for memory in the U-Net",
+    "gradient_checkpointing": "trade speed for memory in the U-Net; SDXL models: on unless --no-gradient-checkpointing",
     "device": "torch device such as cuda, cuda:1 or cpu (default: CUDA when available)",
     "template": "prompt template: a name from the built-in list (filewords_name, subject, style...) or a .txt path; "
     "each line is a prompt with [name] and [filewords]",
