@@ -467,13 +467,17 @@ class StandaloneBackend:
         with quiet_model_libraries():
             self.unet.to(self.device, dtype=weight_dtype)
             self.text_encoder.to(self.device, dtype=weight_dtype)
-            self.vae.to(self.device, dtype=weight_dtype)
+            self.vae.to(self.device, dtype=self._vae_dtype(weight_dtype))
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             self.unet.train()  # diffusers only checkpoints in training mode; SD's UNet has no dropout to worry about
         elif self.unet.is_gradient_checkpointing:
             self.unet.disable_gradient_checkpointing()
             self.unet.eval()
+
+    def _vae_dtype(self, weight_dtype: torch.dtype) -> torch.dtype:
+        """The VAE's weights' dtype for frozen weights in `weight_dtype` (SDXL keeps its own VAE in fp32)."""
+        return weight_dtype
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self._use_autocast:

@@ -184,8 +184,11 @@ class StandaloneXLBackend(StandaloneBackend):
         weight_dtype = self.compute_dtype if half_weights else torch.float32
         with quiet_model_libraries():  # diffusers' advice on every cast would bury the run's own lines
             self.text_encoder_2.to(self.device, dtype=weight_dtype)
-            if not self.vae_half_safe:
-                self.vae.to(dtype=torch.float32)  # SDXL's VAE gives NaN latents and images in fp16
+
+    def _vae_dtype(self, weight_dtype: torch.dtype) -> torch.dtype:
+        # SDXL's own VAE gives NaN latents and images in fp16; never cast it down, not even on the way (its weights
+        # would come back rounded).
+        return weight_dtype if self.vae_half_safe else torch.float32
 
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor, exact: bool = False) -> Any:

@@ -82,8 +82,11 @@ def test_training_set_records_original_size_and_crop_per_image(xl, tmp_path):
 
 
 def test_sdxl_vae_encodes_in_fp32_whatever_the_precision(xl):
+    before = {k: v.clone() for k, v in xl.vae.state_dict().items()}
     xl.configure("bf16")
     try:
+        # Never cast down on the way either: the weights are exactly what they were, not rounded to bf16.
+        assert all(torch.equal(before[k], v) for k, v in xl.vae.state_dict().items())
         assert next(xl.vae.parameters()).dtype == torch.float32
         assert next(xl.unet.parameters()).dtype == torch.bfloat16
         latents = xl.encode_images(torch.rand(1, 3, 64, 64) * 2 - 1)
