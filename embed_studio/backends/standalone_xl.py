@@ -459,15 +459,25 @@ def _sgm_models(state: dict, unet_config: dict, vae_config: dict, tokenizer: Any
 
     config_l = _text_config(SDXL_BASE_TEXT, state, SGM_CLIP_L, tokenizer, "text_model.encoder.layers")
     config_g = _text_config(SDXL_BASE_TEXT_2, state, SGM_CLIP_G, tokenizer, "transformer.resblocks")
-    text_encoder, text_encoder_2 = CLIPTextModel(config_l), CLIPTextModelWithProjection(config_g)
+    with torch.device("meta"):
+        text_encoder, text_encoder_2 = CLIPTextModel(config_l), CLIPTextModelWithProjection(config_g)
     weights_l = {k[len(SGM_CLIP_L) :]: v for k, v in state.items() if k.startswith(SGM_CLIP_L)}
     weights_g = convert_open_clip_checkpoint(text_encoder_2, state, prefix=SGM_CLIP_G)
     for model, weights in ((text_encoder, weights_l), (text_encoder_2, weights_g)):
         if not hasattr(model, "text_model"):  # transformers 5 flattened CLIPTextModel
             weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
         weights = {k: v for k, v in weights.items() if not k.endswith("position_ids")}
-        missing, unexpected = model.load_state_dict(weights, strict=False)
+        missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
         missing = [k for k in missing if not k.endswith("position_ids")]
         if missing or unexpected:
             raise FileFormatError(f"text encoder weights do not match ({(missing or unexpected)[:3]})")
+        # Position ids are computed, not stored (files may or may not carry them): made here, not left on meta.
+        for module in model.modules():
+            ids = getattr(module, "position_ids", None)
+            if isinstance(ids, torch.Tensor) and ids.is_meta:
+                persistent = "position_ids" not in module._non_persistent_buffers_set
+                fresh = torch.arange(ids.shape[-1]).expand((1, -1))
+                module.register_buffer("position_ids", fresh, persistent=persistent)
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            raise FileFormatError("some text encoder weights are missing from the checkpoint")
     return unet, vae, text_encoder, text_encoder_2
