@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from embed_studio.backends.base import SDXL_HYPERNETWORK_REFUSAL, PooledCond, PreviewRequest, PromptTokens, SizeCond
-from embed_studio.backends.standalone import StandaloneBackend, apply_emphasis, quiet_model_libraries
+from embed_studio.backends.standalone import StandaloneBackend, apply_emphasis
 from embed_studio.errors import FileFormatError, UserInputError
 
 DEFAULT_SIZE = 1024  # SDXL trains and generates at a 1024x1024 area
@@ -181,9 +181,9 @@ class StandaloneXLBackend(StandaloneBackend):
     ) -> None:
         super().configure(precision, half_weights, clip_skip, gradient_checkpointing)
         self._half_weights = half_weights
-        weight_dtype = self.compute_dtype if half_weights else torch.float32
-        with quiet_model_libraries():  # diffusers' advice on every cast would bury the run's own lines
-            self.text_encoder_2.to(self.device, dtype=weight_dtype)
+
+    def _denoising_parts(self) -> tuple[Any, ...]:
+        return (self.unet, self.text_encoder, self.text_encoder_2)
 
     def _vae_dtype(self, weight_dtype: torch.dtype) -> torch.dtype:
         # SDXL's own VAE gives NaN latents and images in fp16; never cast it down, not even on the way (its weights
@@ -242,6 +242,7 @@ class StandaloneXLBackend(StandaloneBackend):
         return ids
 
     def encode_prompts(self, prompts: Sequence[PromptTokens], vectors: torch.Tensor | None = None) -> PooledCond:
+        self._place()
         n_chunks = max(len(p.chunks) for p in prompts)
         ids_l = self._padded_ids(prompts, n_chunks)
         ids_g = self._ids_g(ids_l, prompts, n_chunks)
@@ -280,6 +281,7 @@ class StandaloneXLBackend(StandaloneBackend):
         cond: Any,
         sizes: Sequence[SizeCond] | None = None,
     ) -> torch.Tensor:
+        self._place()
         dtype = next(self.unet.parameters()).dtype
         extra = {"text_embeds": cond.pooled.to(dtype), "time_ids": self._time_ids(noisy_latents, sizes).to(dtype)}
         with self.autocast():

@@ -206,14 +206,15 @@ def test_gradient_checkpointing_is_on_by_default_for_sdxl_only(tmp_path, tiny_sd
 def test_memory_measures_on_an_accelerator_device(family, tiny_sdxl, tiny_model):
     """The policy on a device that is not the CPU (the meta device: no CUDA needed, no data moved): frozen weights
     in half precision, SDXL's own VAE in fp32 (it overflows in fp16), gradient checkpointing set on the UNet's
-    blocks and the UNet in training mode (diffusers checkpoints only then); off again when asked."""
+    blocks and the UNet in training mode (diffusers checkpoints only then), off again when asked; only the VAE on
+    the device while latents are cached, the UNet and text encoders brought there by the first prompt."""
     from embed_studio.backends.standalone import StandaloneBackend
 
     backend = StandaloneBackend.load(tiny_sdxl if family == "sdxl" else tiny_model, "meta")
     backend.configure("fp16", half_weights=True, clip_skip=1, gradient_checkpointing=True)
     encoders = [backend.text_encoder] + ([backend.text_encoder_2] if family == "sdxl" else [])
     for module in (backend.unet, *encoders):
-        assert {(p.device.type, p.dtype) for p in module.parameters()} == {("meta", torch.float16)}
+        assert {(p.device.type, p.dtype) for p in module.parameters()} == {("cpu", torch.float16)}  # waiting
         assert not any(p.requires_grad for p in module.parameters())
     vae_dtype = torch.float32 if family == "sdxl" else torch.float16
     assert {(p.device.type, p.dtype) for p in backend.vae.parameters()} == {("meta", vae_dtype)}
@@ -223,6 +224,15 @@ def test_memory_measures_on_an_accelerator_device(family, tiny_sdxl, tiny_model)
     assert not any(m.gradient_checkpointing for m in blocks) and not backend.unet.training
     backend.configure("fp16", half_weights=False, clip_skip=1, gradient_checkpointing=False)
     assert {p.dtype for p in backend.unet.parameters()} == {torch.float32}  # fp32 under autocast when asked
+    backend.configure("fp16", half_weights=True, clip_skip=1, gradient_checkpointing=True)
+    from embed_studio.backends.base import PooledCond
+
+    context = torch.zeros(1, 77, backend.token_dim, device="meta")
+    cond = PooledCond(context, torch.zeros(1, 1280, device="meta")) if family == "sdxl" else context
+    out = backend.predict(torch.zeros(1, 4, 8, 8, device="meta"), torch.tensor([500], device="meta"), cond)
+    assert out.device.type == "meta" and out.shape == (1, 4, 8, 8)  # the first step brought the parts over
+    for module in (backend.unet, *encoders):
+        assert {(p.device.type, p.dtype) for p in module.parameters()} == {("meta", torch.float16)}
 
 
 def test_hypernetworks_are_refused_on_sdxl(tmp_path, tiny_sdxl, capsys):
@@ -427,17 +437,15 @@ def test_sdxl_batch_1_at_1024_fits_the_12_gb_goal(tmp_path):
 def test_shipped_sdxl_base_configs_have_sdxl_bases_published_sizes(tmp_path):
     """The configs single-file checkpoints load with (and the bench and memory checks build) are SDXL base 1.0's:
     its published parameter counts, built on the meta device (no memory, no download)."""
-    from tiny_sdxl import build_random_sdxl
+    from tiny_sdxl import random_sdxl_parts
 
-    backend = build_random_sdxl(tmp_path, "meta")
-    counts = {
-        part: sum(p.numel() for p in getattr(backend, part).parameters())
-        for part in ("unet", "vae", "text_encoder", "text_encoder_2")
-    }
+    unet, vae, text_encoder, text_encoder_2, _, _ = random_sdxl_parts(tmp_path, "meta")
+    parts = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "text_encoder_2": text_encoder_2}
+    counts = {name: sum(p.numel() for p in part.parameters()) for name, part in parts.items()}
     assert counts == {
         "unet": 2_567_463_684,
         "vae": 83_653_863,
         "text_encoder": 123_060_480,
         "text_encoder_2": 694_659_840,
     }
-    assert backend.family == "sdxl" and backend.token_dim == 2048 and not backend.vae_half_safe
+    assert vae.config.force_upcast and unet.config.addition_embed_type == "text_time"

@@ -248,18 +248,19 @@ def build_random_sdxl(folder: Path, device: str) -> Any:
     """A StandaloneXLBackend with SDXL base's shapes (the configs Embed Studio ships for single files) and random
     weights, built on `device` and kept in fp16 there on a GPU. The token tables have CLIP's 49408 rows; the
     tokenizer is the tiny one (its ids lie within them). For memory and speed checks at real size."""
+    from embed_studio.backends.standalone_xl import SDXL_BASE_SCHEDULER, StandaloneXLBackend
+
+    parts = random_sdxl_parts(folder, device)
+    return StandaloneXLBackend(*parts, SDXL_BASE_SCHEDULER, device, checkpoint_name="random-sdxl")
+
+
+def random_sdxl_parts(folder: Path, device: str) -> tuple[Any, ...]:
+    """UNet, VAE, both text encoders and both tokenizers of build_random_sdxl, on `device` (meta: shapes only)."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from embed_studio.backends.standalone_xl import (
-        SDXL_BASE_SCHEDULER,
-        SDXL_BASE_TEXT,
-        SDXL_BASE_TEXT_2,
-        SDXL_BASE_UNET,
-        SDXL_BASE_VAE,
-        StandaloneXLBackend,
-    )
+    from embed_studio.backends.standalone_xl import SDXL_BASE_TEXT, SDXL_BASE_TEXT_2, SDXL_BASE_UNET, SDXL_BASE_VAE
 
     torch.manual_seed(0)
     write_tokenizer(folder / "tokenizer")
@@ -278,7 +279,4 @@ def build_random_sdxl(folder: Path, device: str) -> Any:
         text_encoder = CLIPTextModel(CLIPTextConfig(**SDXL_BASE_TEXT, **ids(tokenizer))).to(half)
         text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**SDXL_BASE_TEXT_2, **ids(tokenizer_2))).to(half)
         vae = AutoencoderKL.from_config(SDXL_BASE_VAE)
-    return StandaloneXLBackend(
-        unet, vae, text_encoder, text_encoder_2, tokenizer, tokenizer_2, SDXL_BASE_SCHEDULER, device,
-        checkpoint_name="random-sdxl",
-    )  # fmt: skip
+    return unet, vae, text_encoder, text_encoder_2, tokenizer, tokenizer_2
