@@ -310,6 +310,20 @@ def test_cli_create_train_and_resume_on_a_single_file_sdxl(tmp_path, sdxl_file, 
     assert load_embedding(path).step == 4 and not torch.equal(resumed["clip_g"], after["clip_g"])
 
 
+def test_a_v_prediction_sgm_yaml_makes_a_v_prediction_model(tmp_path, sdxl_file):
+    """An sgm yaml whose denoiser scales for v (as v-prediction SDXL finetunes ship) sets the prediction type."""
+    import shutil
+
+    from embed_studio.backends.standalone import StandaloneBackend
+
+    path = tmp_path / "vpred.safetensors"
+    shutil.copy(sdxl_file, path)
+    yaml_text = sdxl_file.with_suffix(".yaml").read_text(encoding="utf-8")
+    assert "denoiser_scaling.EpsScaling" in yaml_text
+    path.with_suffix(".yaml").write_text(yaml_text.replace("EpsScaling", "VScaling"), encoding="utf-8")
+    assert StandaloneBackend.load(path, "cpu").prediction_type == "v_prediction"
+
+
 def _sha256_10(path):
     import hashlib
 
