@@ -10,6 +10,7 @@ peak RSS is printed once instead), ratio of images/s to the baseline.
     python bench/bench_train.py --shape sd15 --steps 40 --batch-size 16
     python bench/bench_train.py --shape sd21 --steps 20 --batch-size 8 --hypernetwork --json
     python bench/bench_train.py --shape sd15 --steps 40 --batch-size 1,16 --compile   # the compile_unet option
+    python bench/bench_train.py --shape sdxl --steps 10 --batch-size 1,4   # SDXL base at 1024, checkpointing on
 
 bench/gpu.sh runs the set of them a GPU session measures (see bench/README.md).
 """
@@ -32,6 +33,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "train"))
 from tiny_sd import build_tiny_sd, write_tokenizer  # noqa: E402
+from tiny_sdxl import build_random_sdxl, build_tiny_sdxl  # noqa: E402
 
 import embed_studio.backends.standalone as standalone  # noqa: E402
 from embed_studio.backends.base import auto_precision  # noqa: E402
@@ -39,7 +41,7 @@ from embed_studio.backends.standalone import StandaloneBackend  # noqa: E402
 from embed_studio.formats.embedding import save_embedding  # noqa: E402
 from embed_studio.formats.hypernetwork import save_hypernetwork  # noqa: E402
 from embed_studio.train.config import TrainConfig  # noqa: E402
-from embed_studio.train.create import create_embedding, create_hypernetwork  # noqa: E402
+from embed_studio.train.create import create_embedding, create_hypernetwork, default_target  # noqa: E402
 from embed_studio.train.loop import train  # noqa: E402
 from embed_studio.train.prompts import PromptOptions, build_prompt  # noqa: E402
 
@@ -108,6 +110,14 @@ def build_real_shape(shape: str, folder: Path, device: str) -> StandaloneBackend
         prediction_type=spec["prediction"], steps_offset=1, clip_sample=False, set_alpha_to_one=False,
     )  # fmt: skip
     return StandaloneBackend(unet, vae, text_encoder, tokenizer, scheduler, device, checkpoint_name=f"random-{shape}")
+
+
+def build_sdxl_shape(folder: Path, device: str, tiny: bool) -> StandaloneBackend:
+    """SDXL base's shapes (the diffusers configs Embed Studio ships), random weights, on `device`; tiny: the test
+    suite's tiny SDXL (--smoke, on the CPU)."""
+    if tiny:
+        return StandaloneBackend.load(build_tiny_sdxl(folder), device)
+    return build_random_sdxl(folder, device)
 
 
 def make_dataset(folder: Path, count: int, side: int) -> Path:
@@ -198,7 +208,7 @@ def run_trainer(
 ) -> dict:
     """The trainer's real loop (train()), frozen weights in the compute precision, cached latents."""
     label = f"{kind}-b{batch}"
-    target = work / f"{label}.pt"
+    target = default_target(work, label, backend.family) if kind == "embedding" else work / f"{label}.pt"
     if kind == "embedding":
         save_embedding(create_embedding(backend, label, "black hair", args.vectors), target)
     else:
@@ -208,6 +218,7 @@ def run_trainer(
         lr="0.005" if kind == "embedding" else "0.00001", batch_size=batch, grad_accum=1,
         max_steps=args.steps + args.warmup, save_every=0, preview_every=0, seed=0, precision=args.precision,
         half_weights=True, width=args.resolution, height=args.resolution, bucket_step=64,
+        gradient_checkpointing=backend.family == "sdxl",  # a new SDXL run's default: batch 1 at 1024 fits 12 GB
         template=str(work / "template.txt"), shuffle_tags=True, log_dir=str(work / "logs" / label),
         compile_unet=args.compile,
     )  # fmt: skip
@@ -282,6 +293,8 @@ def bench(args: argparse.Namespace) -> dict:
         (work / "template.txt").write_text(TEMPLATE + "\n", encoding="utf-8")
         if args.shape in SHAPES:
             backend = build_real_shape(args.shape, work / "model", args.device)
+        elif args.shape == "sdxl":
+            backend = build_sdxl_shape(work / "model", args.device, tiny=args.smoke)
         else:
             backend = StandaloneBackend.load(build_tiny_sd(work / "model", size=args.shape), device)
         data = make_dataset(work / "data", max(2 * max(args.batch_size), 4), args.resolution)
@@ -329,9 +342,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="", help="default: cuda when available, else cpu (--smoke: cpu)")
     parser.add_argument(
         "--shape",
-        choices=["tiny", "small", *SHAPES],
+        choices=["tiny", "small", *SHAPES, "sdxl"],
         default="sd15",
-        help="sd15/sd21: the real models' shapes (random weights); tiny: the test model; small: SD1-like UNet",
+        help="sd15/sd21/sdxl: the real models' shapes (random weights); tiny: the test model; small: SD1-like UNet "
+        "(--smoke --shape sdxl: the tiny SDXL test model)",
     )
     parser.add_argument("--resolution", type=int, default=0, help="training side in pixels (default: the shape's)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per row (after warmup)")
@@ -360,10 +374,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.shape, args.device = "tiny", args.device or "cpu"
+        args.shape, args.device = "sdxl" if args.shape == "sdxl" else "tiny", args.device or "cpu"
         args.steps, args.warmup = min(args.steps, 3), min(args.warmup, 1)
         args.batch_size = args.batch_size or [1, 4]
-        args.hypernetwork = True
+        args.hypernetwork = args.shape != "sdxl"  # hypernetworks train on SD 1.x/2.x only
         args.threads = args.threads or 1  # the tiny nets are fastest on one thread
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.batch_size = args.batch_size or [1, 16]
@@ -372,10 +386,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.precision if args.precision != "auto" else "fp16" if args.device.startswith("cuda") else "fp32"
     )
     args.resolution = args.resolution or (
-        SHAPES[args.shape]["resolution"] if args.shape in SHAPES else 64 if args.shape == "tiny" else 256
-    )
+        SHAPES[args.shape]["resolution"] if args.shape in SHAPES else 64 if args.shape == "tiny" or args.smoke
+        else 1024 if args.shape == "sdxl" else 256
+    )  # fmt: skip
     if args.steps < 1 or args.warmup < 1:
         parser.error("--steps and --warmup must be at least 1")
+    if args.shape == "sdxl" and args.hypernetwork:
+        parser.error("--hypernetwork: hypernetworks train on SD 1.x/2.x only, not on SDXL")
     return args
 
 

@@ -44,6 +44,33 @@ def test_smoke_json_has_baseline_and_trainer_rows():
     assert result["peak_rss_gib"] > 0
 
 
+def test_smoke_sdxl_runs_the_tiny_sdxl_with_the_same_rows():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_train.py"), "--smoke", "--shape", "sdxl", "--json",
+         "--steps", "1", "--batch-size", "2"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["shape"] == "sdxl" and result["resolution"] == 64 and result["device"].startswith("cpu")
+    rows = result["rows"]
+    assert [(r["mode"], r["kind"], r["batch"]) for r in rows] == [
+        ("baseline", "embedding", 1),
+        ("trainer", "embedding", 2),
+    ]
+    assert all(set(r) == ROW_KEYS and r["steps_per_s"] > 0 for r in rows)
+    assert rows[1]["ratio"] == rows[1]["images_per_s"] / rows[0]["images_per_s"]
+
+
+def test_sdxl_hypernetwork_rows_are_refused_before_any_work():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_train.py"), "--shape", "sdxl", "--hypernetwork"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and "SD 1.x/2.x only" in done.stderr
+
+
 def test_table_names_every_column():
     sys.path.insert(0, str(ROOT / "bench"))
     try:

@@ -1,4 +1,5 @@
-"""The diffusers + transformers backend: SD 1.x/2.x from a diffusers folder or a single checkpoint file."""
+"""The diffusers + transformers backend: SD 1.x/2.x from a diffusers folder or a single checkpoint file (SDXL, the
+same two ways, in standalone_xl)."""
 
 from __future__ import annotations
 
@@ -147,12 +148,6 @@ def folder_pipeline(path: Path) -> str | None:
 
 
 def unsupported_model(what: str, pipeline: str) -> FileFormatError:
-    if pipeline in SDXL_PIPELINES:
-        return FileFormatError(
-            f"{what} is a single-file SDXL checkpoint; the standalone trainer loads SDXL from a diffusers folder. "
-            "Convert it (diffusers' StableDiffusionXLPipeline.from_single_file(...).save_pretrained(folder)) and "
-            "give that folder, or train it in the WebUI."
-        )
     return FileFormatError(
         f"{what} is a {pipeline} model; the standalone trainer handles Stable Diffusion 1.x, 2.x and SDXL only. "
         "Give an SD 1.x/2.x/SDXL diffusers folder or checkpoint."
@@ -170,7 +165,8 @@ def default_size_for(model: str | os.PathLike) -> int:
 
 
 def _single_file_is_sdxl(path: Path) -> bool:
-    """Whether a checkpoint file holds SDXL's two text encoders (read from the key names only)."""
+    """Whether a checkpoint file is in SDXL's sgm layout (read from the key names only): the one test of SD 1.x/2.x
+    against SDXL for single files, used for loading and for a new run's defaults."""
     if path.suffix.lower() != ".safetensors":
         return False  # a pickle would have to be loaded whole to tell; the loader's own error speaks then
     from safetensors import safe_open
@@ -386,13 +382,14 @@ class StandaloneBackend:
             module.requires_grad_(False)
             module.eval()
         self.text_encoder.get_input_embeddings().register_forward_hook(self._inject_vectors)
-        self.configure("fp32")
+        # Half precision on a GPU from the start: SDXL in fp32 alone (14 GB) would not fit the 12 GB it trains in.
+        self.configure("fp16" if self.device.type == "cuda" else "fp32")
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
     def load(cls, model: str | os.PathLike, device: str | torch.device | None = None) -> StandaloneBackend:
         """A diffusers folder (model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/) or a single
-        .safetensors/.ckpt checkpoint (an LDM .yaml beside it is used when present)."""
+        .safetensors/.ckpt checkpoint (an LDM .yaml beside it is used when present); SDXL ones go to standalone_xl."""
         path = Path(model).expanduser()
         if not path.exists():
             raise UserInputError(f"Model {path} does not exist. Give a diffusers folder or a .safetensors/.ckpt file.")
@@ -436,7 +433,9 @@ class StandaloneBackend:
         from diffusers import StableDiffusionPipeline
 
         if _single_file_is_sdxl(path):
-            raise unsupported_model(path.name, SDXL_PIPELINES[0])
+            from embed_studio.backends.standalone_xl import StandaloneXLBackend
+
+            return StandaloneXLBackend.load_single_file(path, device)
         yaml_path = path.with_suffix(".yaml")
         first_error: Exception | None = None
         if yaml_path.is_file():
@@ -489,10 +488,14 @@ class StandaloneBackend:
         self._use_autocast = self.compute_dtype != torch.float32 and not half_weights
         # Frozen weights stored in the compute precision: no per-step casts of the whole model under autocast.
         weight_dtype = self.compute_dtype if half_weights else torch.float32
+        # The UNet and the text encoders wait in host memory until a prompt is encoded or a step runs: while latents
+        # are cached only the VAE is on the accelerator (SDXL at 1024x1024: ~2.5 GB there instead of ~9).
+        waiting_room = torch.device("cpu")
         with quiet_model_libraries():
-            self.unet.to(self.device, dtype=weight_dtype)
-            self.text_encoder.to(self.device, dtype=weight_dtype)
-            self.vae.to(self.device, dtype=weight_dtype)
+            for module in self._denoising_parts():
+                module.to(waiting_room, dtype=weight_dtype)
+            self.vae.to(self.device, dtype=self._vae_dtype(weight_dtype))
+        self._placed = self.device == waiting_room
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             self.unet.train()  # diffusers only checkpoints in training mode; SD's UNet has no dropout to worry about
@@ -504,6 +507,22 @@ class StandaloneBackend:
         """Whether training steps run the UNet through torch.compile (previews never do). Shapes are static:
         each bucket shape compiles once, at its first step; the module and its weights stay the same."""
         self._denoiser = torch.compile(self.unet, dynamic=False, backend=COMPILE_BACKEND) if on else self.unet
+
+    def _denoising_parts(self) -> tuple[Any, ...]:
+        """The modules a training step needs on the device (all but the VAE)."""
+        return (self.unet, self.text_encoder)
+
+    def _place(self) -> None:
+        """Bring the UNet and text encoders to the device (once after configure: see there)."""
+        if not self._placed:
+            with quiet_model_libraries():
+                for module in self._denoising_parts():
+                    module.to(self.device)
+            self._placed = True
+
+    def _vae_dtype(self, weight_dtype: torch.dtype) -> torch.dtype:
+        """The VAE's weights' dtype for frozen weights in `weight_dtype` (SDXL keeps its own VAE in fp32)."""
+        return weight_dtype
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if not self._use_autocast:
@@ -644,6 +663,7 @@ class StandaloneBackend:
         return output.index_put((rows, cols), vectors.to(output.dtype))
 
     def encode_prompts(self, prompts: Sequence[PromptTokens], vectors: torch.Tensor | None = None) -> torch.Tensor:
+        self._place()
         n_chunks = max(len(p.chunks) for p in prompts)
         input_ids = self._padded_ids(prompts, n_chunks)
         self._slot_injection(prompts, n_chunks, vectors)
@@ -706,6 +726,7 @@ class StandaloneBackend:
         cond: torch.Tensor,
         sizes: Sequence[SizeCond] | None = None,
     ) -> torch.Tensor:
+        self._place()
         with self.autocast():
             dtype = next(self.unet.parameters()).dtype
             return self._denoiser(noisy_latents.to(dtype), timesteps, encoder_hidden_states=cond.to(dtype)).sample
@@ -778,6 +799,7 @@ class StandaloneBackend:
     @contextlib.contextmanager
     def _drawing(self) -> Iterator[None]:
         """The VAE on the device and the UNet in eval mode while a preview is drawn; both put back after."""
+        self._place()
         vae_device = next(self.vae.parameters()).device
         self.vae.to(self.device)
         was_training = self.unet.training

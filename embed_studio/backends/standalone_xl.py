@@ -22,6 +22,44 @@ from embed_studio.errors import FileFormatError, UserInputError
 
 DEFAULT_SIZE = 1024  # SDXL trains and generates at a 1024x1024 area
 
+# SDXL base 1.0's diffusers configs (stabilityai/stable-diffusion-xl-base-1.0): Pony, Illustrious, NoobAI and the
+# other single-file SDXL checkpoints share this architecture, so they load with no config from the network.
+SDXL_BASE_UNET: dict[str, Any] = dict(
+    sample_size=128, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=[320, 640, 1280],
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    cross_attention_dim=2048, attention_head_dim=[5, 10, 20], transformer_layers_per_block=[1, 2, 10],
+    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+)  # fmt: skip
+SDXL_BASE_VAE: dict[str, Any] = dict(
+    sample_size=1024, in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2,
+    block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+    up_block_types=["UpDecoderBlock2D"] * 4, scaling_factor=0.13025, force_upcast=True,
+)  # fmt: skip
+# The two text encoders; widths, depths and vocabulary are read from a checkpoint's tensors, heads are 64 wide.
+SDXL_BASE_TEXT: dict[str, Any] = dict(
+    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, hidden_act="quick_gelu",
+    projection_dim=768, vocab_size=49408, max_position_embeddings=77, layer_norm_eps=1e-5,
+)  # fmt: skip
+SDXL_BASE_TEXT_2: dict[str, Any] = dict(
+    hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20, hidden_act="gelu",
+    projection_dim=1280, vocab_size=49408, max_position_embeddings=77, layer_norm_eps=1e-5,
+)  # fmt: skip
+SDXL_BASE_SCHEDULER: dict[str, Any] = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+    prediction_type="epsilon", steps_offset=1, clip_sample=False, set_alpha_to_one=False,
+    timestep_spacing="leading", interpolation_type="linear", use_karras_sigmas=False,
+)  # fmt: skip
+HEAD_WIDTH = 64  # both SDXL text encoders (and the WebUI's test checkpoint) use 64-wide attention heads
+
+# Key prefixes of the sgm (original) layout the WebUI and model sites use for SDXL.
+SGM_CLIP_L = "conditioner.embedders.0.transformer."
+SGM_CLIP_G = "conditioner.embedders.1.model."
+# Where the CLIP BPE files may already be on this machine (the WebUI fetches the second on its first start).
+TOKENIZER_FILES = (("vocab.json", "merges.txt"), ("tokenizer.json",))  # either set makes a CLIP tokenizer
+TOKENIZER_SOURCES = (("stabilityai/stable-diffusion-xl-base-1.0", "tokenizer"), ("openai/clip-vit-large-patch14", ""))
+
 
 class StandaloneXLBackend(StandaloneBackend):
     """An SDXL model loaded with diffusers, as the trainer's Backend. Vectors are [n, 768 + 1280] (CLIP-L first)."""
@@ -84,6 +122,45 @@ class StandaloneXLBackend(StandaloneBackend):
             raise FileFormatError(f"{path}: the UNet takes no SDXL size/pooled-text conditioning (not an SDXL base).")
         return cls(*parts, dict(scheduler.config), device, checkpoint_name=path.name)
 
+    @classmethod
+    def load_single_file(cls, path: Path, device: Any = None) -> StandaloneXLBackend:
+        """An SDXL base checkpoint in the sgm layout (.safetensors, as model sites and the WebUI have them), offline.
+
+        Its architecture is SDXL base's unless an sgm .yaml lies beside it (as the WebUI keeps for other shapes);
+        the tokenizer comes from that yaml's CLIP folder or the Hugging Face cache. Nothing is downloaded."""
+        from safetensors.torch import load_file
+
+        from embed_studio.backends.standalone import _short_hash
+
+        try:
+            state = load_file(str(path))
+        except Exception as e:  # safetensors raises its own error types for damaged files
+            raise FileFormatError(f"{path.name}: not a readable .safetensors checkpoint ({e}).") from e
+        if f"{SGM_CLIP_L}text_model.embeddings.token_embedding.weight" not in state:
+            raise FileFormatError(
+                f"{path.name} has no CLIP-L text encoder ({SGM_CLIP_L}*): an SDXL refiner or another sgm model. "
+                "Train on an SDXL base model (Pony, Illustrious and NoobAI are)."
+            )
+        yaml_path = path.with_suffix(".yaml")
+        original = _read_sgm_yaml(yaml_path) if yaml_path.is_file() else None
+        tokenizer, tokenizer_2 = _local_tokenizers(original, path.name)
+        try:
+            unet_config, vae_config, prediction = _sgm_configs(original, state)
+            parts = _sgm_models(state, unet_config, vae_config, tokenizer)
+        except FileFormatError:
+            raise
+        except Exception as e:  # shape mismatches, missing keys: the file is not what its config says
+            hint = (
+                f"its {yaml_path.name}" if original else f"SDXL base (put its sgm .yaml beside it as {yaml_path.name})"
+            )
+            raise FileFormatError(
+                f"{path.name} does not match {hint}: {' '.join(str(e).split())[:300]}. Or convert it to a diffusers "
+                "folder and give that folder."
+            ) from e
+        del state
+        scheduler = dict(SDXL_BASE_SCHEDULER, prediction_type=prediction)
+        return cls(*parts, tokenizer, tokenizer_2, scheduler, device, path.stem, _short_hash(path))
+
     def use_vae(self, vae_folder: str | Path) -> None:
         """Swap in another VAE (a diffusers AutoencoderKL folder), e.g. the fp16-fixed SDXL VAE."""
         from diffusers import AutoencoderKL
@@ -104,10 +181,14 @@ class StandaloneXLBackend(StandaloneBackend):
     ) -> None:
         super().configure(precision, half_weights, clip_skip, gradient_checkpointing)
         self._half_weights = half_weights
-        weight_dtype = self.compute_dtype if half_weights else torch.float32
-        self.text_encoder_2.to(self.device, dtype=weight_dtype)
-        if not self.vae_half_safe:
-            self.vae.to(dtype=torch.float32)  # SDXL's VAE gives NaN latents and images in fp16
+
+    def _denoising_parts(self) -> tuple[Any, ...]:
+        return (self.unet, self.text_encoder, self.text_encoder_2)
+
+    def _vae_dtype(self, weight_dtype: torch.dtype) -> torch.dtype:
+        # SDXL's own VAE gives NaN latents and images in fp16; never cast it down, not even on the way (its weights
+        # would come back rounded).
+        return weight_dtype if self.vae_half_safe else torch.float32
 
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor, exact: bool = False) -> Any:
@@ -161,6 +242,7 @@ class StandaloneXLBackend(StandaloneBackend):
         return ids
 
     def encode_prompts(self, prompts: Sequence[PromptTokens], vectors: torch.Tensor | None = None) -> PooledCond:
+        self._place()
         n_chunks = max(len(p.chunks) for p in prompts)
         ids_l = self._padded_ids(prompts, n_chunks)
         ids_g = self._ids_g(ids_l, prompts, n_chunks)
@@ -199,6 +281,7 @@ class StandaloneXLBackend(StandaloneBackend):
         cond: Any,
         sizes: Sequence[SizeCond] | None = None,
     ) -> torch.Tensor:
+        self._place()
         dtype = next(self.unet.parameters()).dtype
         extra = {"text_embeds": cond.pooled.to(dtype), "time_ids": self._time_ids(noisy_latents, sizes).to(dtype)}
         with self.autocast():
@@ -249,3 +332,154 @@ class StandaloneXLBackend(StandaloneBackend):
                     output_type="pil",
                 ).images[0]
         return image
+
+
+def _read_sgm_yaml(yaml_path: Path) -> dict:
+    import yaml
+
+    try:
+        original = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        original["model"]["params"]["network_config"]["params"]
+    except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as e:
+        raise FileFormatError(
+            f"{yaml_path}: not an SDXL (sgm) model config ({e}). Remove it to load the checkpoint as SDXL base."
+        ) from e
+    return original
+
+
+def _embedders(original: dict | None) -> list[dict]:
+    if original is None:
+        return []
+    params = original["model"]["params"].get("conditioner_config", {}).get("params", {})
+    return [e for e in params.get("emb_models", []) if isinstance(e, dict)]
+
+
+def _local_tokenizers(original: dict | None, what: str) -> tuple[Any, Any]:
+    """SDXL's two tokenizers: one CLIP BPE vocabulary, the second padding with "!" (OpenCLIP pads with id 0)."""
+    from transformers import CLIPTokenizer
+
+    folders: list[Path] = []
+    for embedder in _embedders(original)[:1]:
+        version = (embedder.get("params") or {}).get("version")
+        if isinstance(version, str) and version and Path(version).expanduser().is_dir():
+            folders.append(Path(version).expanduser())
+    folders += [f for f in (_cached_folder(repo, sub) for repo, sub in TOKENIZER_SOURCES) if f is not None]
+    for folder in folders:
+        # transformers makes an empty tokenizer from a folder without these files instead of failing.
+        if not any(all((folder / name).is_file() for name in names) for names in TOKENIZER_FILES):
+            continue
+        try:
+            tokenizer = CLIPTokenizer.from_pretrained(str(folder))
+            tokenizer_2 = CLIPTokenizer.from_pretrained(str(folder), pad_token="!")
+        except (OSError, ValueError):
+            continue
+        if len(tokenizer) > 2 * 256:  # a CLIP BPE vocabulary holds at least its byte alphabet twice
+            return tokenizer, tokenizer_2
+    raise FileFormatError(
+        f"{what} needs the CLIP tokenizer files, which are not on this machine (nothing is downloaded here): run "
+        "`huggingface-cli download openai/clip-vit-large-patch14 vocab.json merges.txt tokenizer_config.json "
+        "special_tokens_map.json` once, or give a diffusers SDXL folder instead."
+    )
+
+
+def _cached_folder(repo: str, sub: str) -> Path | None:
+    """The folder holding `repo`'s tokenizer files in the local Hugging Face cache, or None; never downloads."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for names in TOKENIZER_FILES:
+        found = try_to_load_from_cache(repo, f"{sub}/{names[0]}" if sub else names[0])
+        if isinstance(found, str):
+            return Path(found).parent
+    return None
+
+
+def _sgm_configs(original: dict | None, state: dict) -> tuple[dict, dict, str]:
+    """The UNet and VAE configs and the prediction type: SDXL base's, or what the sgm yaml beside the file says."""
+    if original is None:
+        return dict(SDXL_BASE_UNET), dict(SDXL_BASE_VAE), "epsilon"
+    from diffusers.loaders.single_file_utils import (
+        create_unet_diffusers_config_from_ldm,
+        create_vae_diffusers_config_from_ldm,
+    )
+
+    unet = create_unet_diffusers_config_from_ldm(original, state)
+    # diffusers assumes SDXL's 256-wide size embedding; the yaml's size embedders say what this model uses.
+    widths = [
+        (e.get("params") or {}).get("outdim") for e in _embedders(original) if "Timestep" in str(e.get("target", ""))
+    ]
+    if widths and isinstance(widths[0], int):
+        unet["addition_time_embed_dim"] = widths[0]
+    vae = dict(create_vae_diffusers_config_from_ldm(original, state), force_upcast=True)
+    denoiser = str(original["model"]["params"].get("denoiser_config", {}))
+    return unet, vae, "v_prediction" if "VScaling" in denoiser else "epsilon"
+
+
+def _text_config(template: dict, state: dict, prefix: str, tokenizer: Any, layers_key: str) -> Any:
+    """A CLIP text config with the widths, depth and vocabulary of the tensors under `prefix`."""
+    from transformers import CLIPTextConfig
+
+    embed = "text_model.embeddings." if prefix == SGM_CLIP_L else ""
+    tokens = state[f"{prefix}{embed}token_embedding.weight"]
+    positions = state[f"{prefix}{embed}position_embedding.weight" if embed else f"{prefix}positional_embedding"]
+    mlp = state[f"{prefix}{layers_key}.0.{'mlp.fc1' if embed else 'mlp.c_fc'}.weight"]
+    depth = len({k[len(prefix) :].split(".")[3 if embed else 2] for k in state if k.startswith(prefix + layers_key)})
+    width = int(tokens.shape[1])
+    return CLIPTextConfig(
+        **dict(
+            template, hidden_size=width, intermediate_size=int(mlp.shape[0]), num_hidden_layers=depth,
+            num_attention_heads=max(1, width // HEAD_WIDTH), vocab_size=int(tokens.shape[0]),
+            max_position_embeddings=int(positions.shape[0]), projection_dim=width,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )  # fmt: skip
+
+
+def _sgm_models(state: dict, unet_config: dict, vae_config: dict, tokenizer: Any) -> tuple[Any, Any, Any, Any]:
+    """UNet, VAE and both text encoders with the checkpoint's weights, every tensor accounted for."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+        convert_open_clip_checkpoint,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    def filled(model: Any, weights: dict) -> Any:
+        # Built on the meta device and given the checkpoint's tensors: no random init of billions of weights.
+        model.load_state_dict(weights, strict=True, assign=True)
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            raise FileFormatError("some weights are missing from the checkpoint")
+        return model
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(unet_config)
+        vae = AutoencoderKL.from_config(vae_config)
+    unet = filled(unet, convert_ldm_unet_checkpoint(state, unet.config))
+    vae = filled(vae, convert_ldm_vae_checkpoint(state, vae.config))
+
+    config_l = _text_config(SDXL_BASE_TEXT, state, SGM_CLIP_L, tokenizer, "text_model.encoder.layers")
+    config_g = _text_config(SDXL_BASE_TEXT_2, state, SGM_CLIP_G, tokenizer, "transformer.resblocks")
+    with torch.device("meta"):
+        text_encoder, text_encoder_2 = CLIPTextModel(config_l), CLIPTextModelWithProjection(config_g)
+    weights_l = {k[len(SGM_CLIP_L) :]: v for k, v in state.items() if k.startswith(SGM_CLIP_L)}
+    weights_g = convert_open_clip_checkpoint(text_encoder_2, state, prefix=SGM_CLIP_G)
+    for model, weights in ((text_encoder, weights_l), (text_encoder_2, weights_g)):
+        if not hasattr(model, "text_model"):  # transformers 5 flattened CLIPTextModel
+            weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
+        weights = {k: v for k, v in weights.items() if not k.endswith("position_ids")}
+        missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+        missing = [k for k in missing if not k.endswith("position_ids")]
+        if missing or unexpected:
+            raise FileFormatError(f"text encoder weights do not match ({(missing or unexpected)[:3]})")
+        # Position ids are computed, not stored (files may or may not carry them): made here, not left on meta.
+        for module in model.modules():
+            ids = getattr(module, "position_ids", None)
+            if isinstance(ids, torch.Tensor) and ids.is_meta:
+                persistent = "position_ids" not in module._non_persistent_buffers_set
+                fresh = torch.arange(ids.shape[-1]).expand((1, -1))
+                module.register_buffer("position_ids", fresh, persistent=persistent)
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            raise FileFormatError("some text encoder weights are missing from the checkpoint")
+    return unet, vae, text_encoder, text_encoder_2

@@ -41,7 +41,7 @@ HELP = {
     "seed": "random seed, a whole number: the same seed and settings give the same run, also when resumed",
     "precision": "compute precision; auto = bf16 on a GPU that has it (else fp16), fp32 on the CPU",
     "half_weights": "keep the frozen model weights in the compute precision (saves memory; off: fp32 under autocast)",
-    "gradient_checkpointing": "trade speed for memory in the U-Net",
+    "gradient_checkpointing": "trade speed for memory in the U-Net; SDXL models: on unless --no-gradient-checkpointing",
     "device": "torch device such as cuda, cuda:1 or cpu (default: CUDA when available)",
     "template": "prompt template: a name from the built-in list (filewords_name, subject, style...) or a .txt path; "
     "each line is a prompt with [name] and [filewords]",
@@ -106,7 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("kind", choices=["embedding", "hypernetwork"], help="what the file to train is")
     parser.add_argument(
-        "--model", help="diffusers folder, or a .safetensors/.ckpt SD 1.x/2.x checkpoint with its .yaml beside it"
+        "--model",
+        help="diffusers folder, a .safetensors/.ckpt SD 1.x/2.x checkpoint with its .yaml beside it, or an SDXL "
+        ".safetensors (Pony, Illustrious, NoobAI...)",
     )
     parser.add_argument("--dataset", required=True, help="folder of images with .txt captions")
     parser.add_argument("--name", required=True, help="name of the embedding/hypernetwork (its file NAME.pt)")
@@ -213,10 +215,12 @@ def _config_from_args(args: argparse.Namespace) -> typing.Any:
         value = getattr(args, f.name, None)
         if f.name not in _POSITIONAL and value is not None:
             base[f.name] = value
-    if "width" not in base and "height" not in base and base.get("model"):
-        from embed_studio.backends.standalone import default_size_for
+    if base.get("model"):
+        from pathlib import Path
 
-        base["width"] = base["height"] = default_size_for(base["model"])  # SDXL buckets at a 1024x1024 area
+        from embed_studio.backends.provider import StandaloneProvider, apply_new_run_defaults
+
+        apply_new_run_defaults(base, StandaloneProvider(Path(".")), base["model"])  # SDXL: 1024 area, checkpointing
     return TrainConfig.from_dict(base)
 
 

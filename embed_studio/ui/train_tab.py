@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, folder_for, resolve_target
+from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, folder_for, new_run_defaults, resolve_target
 from embed_studio.backends.samplers import SAMPLER_HELP
 from embed_studio.errors import EmbedStudioError
 from embed_studio.jobs import Job, JobStatus
@@ -202,7 +202,12 @@ class TrainTab(Tab):
                         field("caption_join")
                         field("bucket_step")
                     with gr.Row():
-                        for name in ("half_weights", "gradient_checkpointing", "use_alpha_weight", "escape_filewords"):
+                        field("half_weights")
+                        # On by default on SDXL (read when the page loads, like the area), off on SD 1.x/2.x.
+                        field(
+                            "gradient_checkpointing", value=lambda: new_run_defaults(provider)["gradient_checkpointing"]
+                        )
+                        for name in ("use_alpha_weight", "escape_filewords"):
                             field(name)
                     with gr.Row():
                         for name in ("adam_beta1", "adam_beta2", "adam_eps", "weight_decay", "clip_grad_norm_type"):

@@ -27,8 +27,10 @@ def training_config(config: Any, provider: Any) -> tuple[Any, str]:
     data = dict(config)
     data.setdefault("model", "")
     data.setdefault("clip_skip", provider.default_clip_skip())
-    if "width" not in data and "height" not in data and hasattr(provider, "default_size"):
-        data["width"] = data["height"] = provider.default_size()
+    if hasattr(provider, "default_size"):
+        from embed_studio.backends.provider import apply_new_run_defaults
+
+        apply_new_run_defaults(data, provider)  # SDXL: a 1024x1024 area and gradient checkpointing
     # The WebUI's templates folder, whatever the client says: a client names a template, never a folder or file.
     data["templates_dir"] = str(provider.templates_dir) if provider.templates_dir is not None else ""
     # Likewise the Tagger panel's models folder for preview scoring (make_train_job puts it in).

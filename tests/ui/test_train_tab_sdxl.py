@@ -45,7 +45,8 @@ def test_create_panel_writes_an_sdxl_safetensors_and_picks_it(tmp_path, tiny_sdx
 
 
 def test_form_defaults_to_a_1024_area_on_an_sdxl_host(tmp_path, tiny_sdxl, tiny_model):
-    """A host with an SDXL model loaded (as the WebUI lends it) fills width/height with 1024 when the page loads."""
+    """A host with an SDXL model loaded (as the WebUI lends it) fills width/height with 1024 and turns gradient
+    checkpointing on when the page loads."""
     import gradio as gr
 
     from embed_studio.backends.provider import LoadedBackendProvider
@@ -62,3 +63,6 @@ def test_form_defaults_to_a_1024_area_on_an_sdxl_host(tmp_path, tiny_sdxl, tiny_
         for name in ("width", "height"):
             value = tab.fields[name].value
             assert (value() if callable(value) else value) == side
+        # Gradient checkpointing too: on for SDXL (batch 1 at 1024 fits 12 GB only with it), off for SD 1.x.
+        value = tab.fields["gradient_checkpointing"].value
+        assert (value() if callable(value) else value) is (side == 1024)

@@ -108,3 +108,45 @@ def test_sd1_works_after_the_sdxl_switch(webui):
     assert "tiny-sdxl" not in options["sd_model_checkpoint"]
     image, _ = txt2img(webui, "red eyes")
     assert image.shape == (64, 64, 3)
+
+
+def test_the_webuis_own_sdxl_file_trains_standalone(sd_webui_dir, dataset, tmp_path, monkeypatch, capsys):
+    """The tiny SDXL checkpoint the WebUI loads (written by its own sgm code, not by our converter) is a model for
+    the standalone trainer as it lies: the sgm yaml beside it gives the shapes, its CLIP-L folder the tokenizer,
+    and nothing is downloaded. Create, train 2 steps, resume to 3 through the CLI."""
+    import hashlib
+
+    import safetensors.torch
+
+    from embed_studio.cli import main
+    from embed_studio.formats.embedding import load_embedding
+
+    checkpoint = sd_webui_dir / "models" / "Stable-diffusion" / "tiny-sdxl.safetensors"
+    if not checkpoint.is_file():
+        pytest.skip("no tiny-sdxl checkpoint: build it with tests/webui/tiny_sdxl/build.py")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    emb_dir = tmp_path / "embeddings"
+    create = ["create", "embedding", "xlfile", "--model", str(checkpoint), "--init-text", "red eyes",
+              "--vectors", "2", "--dir", str(emb_dir)]  # fmt: skip
+    assert main(create) == 0, capsys.readouterr().err
+    path = emb_dir / "xlfile.safetensors"
+    start = safetensors.torch.load_file(str(path))
+    assert start["clip_l"].shape == (2, 768) and start["clip_g"].shape == (2, 1280)
+
+    def train(steps: int) -> None:
+        args = ["train", "embedding", "--model", str(checkpoint), "--dataset", str(dataset), "--name", "xlfile",
+                "--dir", str(emb_dir), "--log-dir", str(tmp_path / "logs"), "--lr", "0.05", "--steps", str(steps),
+                "--batch-size", "2", "--width", "64", "--height", "64", "--bucket-step", "32", "--save-every", "0",
+                "--preview-every", "0"]  # fmt: skip
+        assert main(args) == 0, capsys.readouterr().err
+
+    train(2)
+    trained = load_embedding(path)
+    assert trained.step == 2 and trained.sd_checkpoint_name == "tiny-sdxl"
+    assert trained.sd_checkpoint == hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:10]  # the WebUI's hash
+    after = safetensors.torch.load_file(str(path))
+    assert not torch.equal(after["clip_l"], start["clip_l"]) and not torch.equal(after["clip_g"], start["clip_g"])
+    capsys.readouterr()
+    train(3)
+    assert "resuming xlfile.safetensors at step 2" in capsys.readouterr().err
+    assert load_embedding(path).step == 3
