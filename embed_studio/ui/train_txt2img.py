@@ -31,7 +31,7 @@ LABEL = (
 def txt2img_values(values: Sequence[Any]) -> dict[str, Any]:
     """txt2img's values (in FIELDS' order) as the form's preview fields; UserInputError for a sampler the
     previews cannot draw with."""
-    from embed_studio.train.preview_grid import sampler_key
+    from embed_studio.backends.samplers import sampler_key
 
     if len(values) != len(FIELDS):
         raise UserInputError("The txt2img tab's parameters could not be read; untick 'Read parameters from txt2img'.")
