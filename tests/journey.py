@@ -30,8 +30,6 @@ STEPS = 20
 BATCH_SIZE = 2
 PREVIEW_EVERY = 10
 SIZE = 64  # the training area: the tiny models at the guides' 512 take minutes on a CPU
-# What defines the character on every image: the suggestions the Dataset panel checks, and the journey deletes.
-CHARACTER_TAGS = ("claws", "zangoose")
 WAIT_MS = 300_000  # a safety net against a hung job on a slow machine, not a timing assertion
 VIEWPORT = {"width": 1280, "height": 800}
 TESTS = Path(__file__).resolve().parent
@@ -63,14 +61,19 @@ JOURNEY_TAGS = [
 SCENERY = ("grass", "flower", "rock", "tree")
 
 
-def journey_posts(n: int = POSTS) -> list:
-    """Posts of one character: the species tag on all, scenery and artists that vary (no other tag on half)."""
+def character_tags(query: str = QUERY) -> tuple[str, ...]:
+    """What defines the character on every image: the suggestions the Dataset panel checks, the journey deletes."""
+    return tuple(sorted(("claws", query)))
+
+
+def journey_posts(query: str = QUERY, n: int = POSTS) -> list:
+    """Posts of one character: its species (the query) and claws on all, scenery and artists that vary."""
     posts = []
     for i in range(n):
         pid = 2000 - i
         tags = {
             "general": ["solo", "claws", SCENERY[i % len(SCENERY)]],
-            "species": ["zangoose"],
+            "species": [query],
             "artist": [f"artist_{i % 3}"],
         }
         data = fake_booru.image_bytes(pid, size=(48, 40))
@@ -148,9 +151,10 @@ def screenshot_dir(tmp_path: Path, host: str) -> Path:
 class Journey:
     """Drives the studio's panels in a page (standalone, or the WebUI's Embed Studio tab) through a Recorder."""
 
-    def __init__(self, rec: Recorder):
+    def __init__(self, rec: Recorder, query: str = QUERY):
         self.rec = rec
         self.page = rec.page
+        self.query = query
 
     # -- waiting on what the page shows ------------------------------------------------------------
     def wait_text(self, elem_id: str, pattern: str, timeout: float = WAIT_MS) -> str:
@@ -197,7 +201,7 @@ class Journey:
     # -- the journey --------------------------------------------------------------------------------
     def fetch(self) -> None:
         self.rec.phase = "journey"
-        self.rec.type("es-booru-query", QUERY, f"Search query: {QUERY}")
+        self.rec.type("es-booru-query", self.query, f"Search query: {self.query}")
         self.rec.click("#es-booru-fetch", "Fetch")
         self.wait_visible("es-booru-next")
         self.wait_text("es-booru-summary", f"{POSTS} downloaded")
@@ -215,7 +219,7 @@ class Journey:
         self.wait_text("es-dataset-status", f"{POSTS} images")
         self.page.wait_for_function(
             "(n) => document.querySelectorAll('#es-dataset-candidates input:checked').length >= n",
-            arg=len(CHARACTER_TAGS), timeout=WAIT_MS,
+            arg=len(character_tags(self.query)), timeout=WAIT_MS,
         )  # fmt: skip
         checked = self.page.eval_on_selector_all(
             "#es-dataset-candidates label:has(input:checked)", "ls => ls.map(l => l.innerText.trim())"
@@ -229,7 +233,7 @@ class Journey:
     def save_and_create(self) -> None:
         self.rec.click("#es-dataset-next", "Save & train →")
         self.wait_visible("es-train-emb-create-train")
-        self.wait_text("es-train-emb-name", QUERY)
+        self.wait_text("es-train-emb-name", self.query)
         self.rec.shot("create")
 
     def create_and_train(self) -> None:
@@ -254,6 +258,7 @@ class Journey:
         """The journey after scale_down(); what the page said at each step, for the test's checks."""
         self.fetch()
         seen: dict[str, str | list[str]] = {"tagged": self.tag(), "checked": self.prune()}
+        seen["folder"] = self.page.locator("#es-dataset-folder textarea").first.input_value()
         self.save_and_create()
         self.create_and_train()
         seen["interrupted"] = self.interrupt()

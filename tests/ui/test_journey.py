@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import gradio as gr
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,13 +61,14 @@ def test_the_whole_journey_in_ten_actions(tmp_path, studio, booru, page, tiny_mo
     print(rec.report())
 
     folder = Path(host.output_dir) / "booru" / journey.QUERY
+    assert seen["folder"] == str(folder)
     written = journey.captions(folder)
     assert len(written) == journey.POSTS and len(list(folder.glob("*.png"))) == journey.POSTS
-    assert sorted(seen["checked"]) == sorted(journey.CHARACTER_TAGS)
+    assert sorted(seen["checked"]) == sorted(journey.character_tags())
     for text in written.values():  # the booru's tags and the tagger's, merged; the character's gone
         tags = [t.strip() for t in text.split(",")]
         assert "solo" in tags and "looking at viewer" in tags and any(s in tags for s in journey.SCENERY)
-        assert not set(journey.CHARACTER_TAGS) & set(tags)
+        assert not set(journey.character_tags()) & set(tags)
     assert list((folder / ".embed-studio").rglob("*.txt")), "the captions before the edit are kept in a backup"
     target = Path(host.backend_provider.embeddings_dir) / f"{journey.QUERY}.pt"
     assert "Interrupted" in seen["interrupted"]
@@ -79,3 +81,162 @@ def test_the_whole_journey_in_ten_actions(tmp_path, studio, booru, page, tiny_mo
     )
     assert rec.count("journey") <= journey.MAX_ACTIONS, rec.report()
     assert len(rec.shot_names) == 8
+
+
+# -- what goes wrong on the way ----------------------------------------------------------------------
+def _studio_tabs(tmp_path):
+    import gradio as gr
+
+    from embed_studio.backends.provider import StandaloneProvider
+    from embed_studio.ui.app import available_tabs
+
+    out = tmp_path / "out"
+    host = UiHost(
+        name="standalone", models_dir=tmp_path / "models", output_dir=out, jobs=JobRegistry(),
+        backend_provider=StandaloneProvider(out, device="cpu"),
+    )  # fmt: skip
+    tabs = {}
+    with gr.Blocks(analytics_enabled=False), gr.Tabs() as panels:
+        for cls in available_tabs():
+            tab = cls(host)
+            tab.panels = panels
+            with gr.Tab(cls.title, id=cls.elem_id):
+                tab.create_ui()
+            tabs[cls.elem_id] = tab
+        for tab in tabs.values():
+            tab.set_callbacks(tabs)
+    return tabs, host
+
+
+def _finished(host, result) -> str:
+    from embed_studio.jobs import Job
+
+    job = host.jobs.submit(Job("fetch", lambda ctx: result))
+    assert job.wait(30)
+    return job.id
+
+
+def test_the_query_names_the_embedding():
+    from embed_studio.booru.fetch import name_from_query
+
+    assert name_from_query("zangoose -female score:>0") == "zangoose"
+    assert name_from_query("zangoose_(pokemon) solo") == "zangoose_pokemon_solo"
+    assert name_from_query("-female rating:s") == ""
+
+
+def test_a_fetch_of_nothing_says_so_and_offers_no_next_step(tmp_path):
+    from embed_studio.booru.fetch import FetchSummary
+
+    tabs, host = _studio_tabs(tmp_path)
+    booru = tabs["es-booru"]
+    empty = FetchSummary(folder=str(tmp_path / "x"), finished=True, notes=["No posts matched the query."])
+    button, line, name = booru._offer_next(_finished(host, empty), "nosuchtag", "")
+    assert button["visible"] is False
+    assert line.startswith("**Nothing fetched**") and "No posts matched the query." in line
+    assert name == gr.update()  # the embedding's name is left alone
+
+    fetched = FetchSummary(folder=str(tmp_path / "x"), downloaded=12, captions=12, finished=True)
+    job_id = _finished(host, fetched)
+    assert booru._offer_next(job_id, "zangoose -female", "")[::2] == (gr.update(visible=True), "zangoose")
+    assert booru._offer_next(job_id, "zangoose", "mychar")[2] == gr.update()  # a typed name is kept
+    folder, action, panel, button = booru._go_to_tagger(job_id)
+    assert (folder, action, panel["selected"], button["visible"]) == (str(tmp_path / "x"), "merge", "es-tagger", False)
+
+
+def test_save_and_train_goes_nowhere_while_edits_are_unsaved(tmp_path, train_dataset):
+    from embed_studio.dataset.session import DatasetSession
+
+    tabs, host = _studio_tabs(tmp_path)
+    dataset = tabs["es-dataset"]
+    session = DatasetSession()
+    session.open(str(train_dataset))
+    session.require().delete_tags("smile")
+    assert dataset._go_to_train(session) == (gr.update(),) * 3
+    session.require().save()
+    folder, panel, subtab = dataset._go_to_train(session)
+    assert (folder, panel["selected"], subtab["selected"]) == (str(train_dataset), "es-train", "create-embedding")
+    assert dataset._go_to_train(DatasetSession()) == (gr.update(),) * 3
+
+
+def test_fetch_nothing_a_tagger_without_model_and_next_clicked_twice(tmp_path, studio, booru, page):
+    """One clear line for each, no traceback, and the captions are tagged once."""
+    url, host = studio
+    rec = journey.Recorder(page, tmp_path / "shots")
+    drive = journey.Journey(rec)
+    page.goto(url)
+    tagger = journey.build_journey_tagger(tmp_path / "tiny-tagger")
+    drive.scale_down(booru.url, tagger.folder, None)
+
+    rec.type("es-booru-query", "nosuchtag", "a query that finds nothing")
+    rec.click("#es-booru-fetch", "Fetch")
+    line = drive.wait_text("es-booru-progress", "Nothing fetched")
+    assert "No posts matched the query" in line and "Traceback" not in line
+    assert not page.locator("#es-booru-next").first.is_visible()
+
+    drive.fetch()
+    folder = Path(host.output_dir) / "booru" / journey.QUERY
+    fetched = journey.captions(folder)
+    drive.panel("Tagger")
+    rec.type("es-tagger-model", tmp_path / "no-model-here", "a model folder without a model")
+    rec.press("#es-tagger-model input", "Enter", "Enter")
+    drive.panel("Booru")
+    rec.click("#es-booru-next", "Tag these images →")
+    line = drive.wait_text("es-tagger-status", "failed")
+    assert "holds no model.onnx" in line and "Traceback" not in line and len(line.strip().splitlines()) == 1
+    assert journey.captions(folder) == fetched  # nothing written, nothing lost
+    assert not page.locator("#es-tagger-next").first.is_visible()
+
+    rec.type("es-tagger-model", tagger.folder, "the tiny tagger again")
+    rec.press("#es-tagger-model input", "Enter", "Enter")
+    drive.panel("Booru")
+    page.locator("#es-booru-next").first.wait_for(state="visible")
+    page.locator("#es-booru-next").first.dblclick()
+    drive.wait_visible("es-tagger-next")
+    page.locator("#es-tagger-next").first.dblclick()
+    drive.wait_text("es-dataset-status", f"{journey.POSTS} images")
+    for text in journey.captions(folder).values():
+        tags = [t.strip() for t in text.split(",")]
+        assert len(tags) == len(set(tags)) and "looking at viewer" in tags  # tagged, each tag once
+    assert "Traceback" not in page.locator("body").inner_text()
+
+
+def test_a_reload_during_the_run_and_create_clicked_twice(
+    tmp_path, studio, page, tiny_model, train_dataset, one_thread
+):
+    """After a reload the Train panel says a run is going and holds its settings; a second Create & train
+    neither replaces the file nor starts a second run; Interrupt still stops the run."""
+    url, host = studio
+    rec = journey.Recorder(page, tmp_path / "shots")
+    drive = journey.Journey(rec)
+    page.goto(url)
+    drive.panel("Train")
+    for elem_id, value in (("es-train-model", tiny_model), ("es-train-dataset", train_dataset)):
+        rec.type(elem_id, value, elem_id)
+    drive.train_subtab("Train")
+    for elem_id, value in (("es-train-max-steps", 100000), ("es-train-width", 64), ("es-train-height", 64)):
+        rec.type(elem_id, value, elem_id)
+    drive.train_subtab("Create embedding")
+    rec.type("es-train-emb-name", "mychar", "name")
+    rec.click("#es-train-emb-create-train", "Create & train")
+    drive.wait_text("es-train-status", r"step [1-9]\d*/\d+ · loss")
+    target = Path(host.backend_provider.embeddings_dir) / "mychar.pt"
+
+    page.reload()
+    drive.panel("Train")
+    line = drive.wait_text("es-train-status", "A training run is going")
+    assert "mychar.pt" in line
+    assert page.locator("#es-train-max-steps input").first.input_value() == "100000"
+    drive.train_subtab("Create embedding")
+    rec.type("es-train-emb-name", "mychar", "name")
+    rec.click("#es-train-emb-create-train", "Create & train again")
+    line = drive.wait_text("es-train-emb-status", "Cannot create")
+    assert "already exists" in line
+    assert len(host.jobs.active("train")) == 1
+    drive.train_subtab("Train")
+    rec.click("#es-train-interrupt", "Interrupt")
+    drive.wait_text("es-train-status", "Interrupting|Interrupted")
+    for job in host.jobs.active("train"):
+        assert job.wait(120)
+    from embed_studio.formats.embedding import load_embedding
+
+    assert load_embedding(target).step >= 1  # the run's file, not a fresh one from the second create
