@@ -129,9 +129,13 @@ class Recorder:
             lines += [f"  {i}. {a.kind} {a.what}" for i, a in enumerate(acts, 1)]
         return "\n".join(lines)
 
-    def shot(self, name: str) -> None:
-        """A screenshot of the viewport; palette-compressed when saved for the docs (EMBED_STUDIO_SCREENSHOTS)."""
+    def shot(self, name: str, focus: str | None = None) -> None:
+        """A screenshot of the viewport, at the page's top or centred on `focus` (an element id); palette-compressed
+        when saved for the docs (EMBED_STUDIO_SCREENSHOTS)."""
         self.shots.mkdir(parents=True, exist_ok=True)
+        self.page.evaluate(
+            "(id) => id ? document.getElementById(id).scrollIntoView({block: 'center'}) : window.scrollTo(0, 0)", focus
+        )
         path = self.shots / f"{len(self.shot_names) + 1:02d}-{name}.png"
         self.page.screenshot(path=str(path))
         if os.environ.get("EMBED_STUDIO_SCREENSHOTS"):
@@ -177,7 +181,10 @@ class Journey:
         self.rec.click(self.page.locator("#es-train-tabs > .tab-nav button", has_text=title).first, f"sub-tab {title}")
 
     # -- before the journey: what scales the run down for a test ------------------------------------
-    def scale_down(self, booru_url: str, tagger_folder: Path, model_path: Path | None) -> None:
+    def scale_down(
+        self, booru_url: str, tagger_folder: Path, model_path: Path | None, grad_accum: int | None = None
+    ) -> None:
+        """The test-scale settings; `grad_accum` where a model is too slow for the guides' 5 batches a step."""
         rec = self.rec
         rec.phase = "setting"
         rec.type("es-booru-limit", POSTS, "How many images: 12")
@@ -196,6 +203,8 @@ class Journey:
         rec.type("es-train-preview-every", PREVIEW_EVERY, "Preview every: 10")
         rec.type("es-train-width", SIZE, "Width: 64")
         rec.type("es-train-height", SIZE, "Height: 64")
+        if grad_accum is not None:
+            rec.type("es-train-grad-accum", grad_accum, f"Gradient accumulation: {grad_accum}")
         self.panel("Booru")
 
     # -- the journey --------------------------------------------------------------------------------
@@ -224,7 +233,7 @@ class Journey:
         checked = self.page.eval_on_selector_all(
             "#es-dataset-candidates label:has(input:checked)", "ls => ls.map(l => l.innerText.trim())"
         )
-        self.rec.shot("suggested")
+        self.rec.shot("suggested", "es-dataset-candidates")
         self.rec.click("#es-dataset-delete-candidates", "Delete checked")
         self.wait_text("es-dataset-status", f"{POSTS} caption\\(s\\) changed")
         self.rec.shot("deleted")
@@ -251,11 +260,18 @@ class Journey:
         self.rec.click("#es-train-resume", "Resume")
         text = self.wait_text("es-train-status", "Done:")
         self.page.wait_for_selector("#es-train-loss img[src^='data:image']", timeout=WAIT_MS)
-        self.rec.shot("done")
+        self.rec.shot("done", "es-train-gallery")
         return text
 
     def run(self) -> dict[str, str | list[str]]:
         """The journey after scale_down(); what the page said at each step, for the test's checks."""
+        try:
+            return self._run()
+        except Exception:
+            self.rec.shot("failed")  # what the page showed when a step did not end as expected
+            raise
+
+    def _run(self) -> dict[str, str | list[str]]:
         self.fetch()
         seen: dict[str, str | list[str]] = {"tagged": self.tag(), "checked": self.prune()}
         seen["folder"] = self.page.locator("#es-dataset-folder textarea").first.input_value()

@@ -185,10 +185,10 @@ class TaggerTab(Tab):
                     self.run_button = gr.Button("Tag folder", variant="primary", elem_id="es-tagger-run")
                     self.cancel_button = gr.Button("Cancel", elem_id="es-tagger-cancel")
                     self.unload_button = gr.Button("Unload model", elem_id="es-tagger-unload")
-                # The next step, once a run wrote captions: the Dataset panel opens on the folder.
-                self.next_button = gr.Button("Prune tags →", variant="primary", visible=False, elem_id="es-tagger-next")
             with gr.Column(scale=2):
                 self.status = gr.Markdown("Pick a folder, try a dry run, then tag.", elem_id="es-tagger-status")
+                # The next step, once a run wrote captions, beside its result: the Dataset panel opens on the folder.
+                self.next_button = gr.Button("Prune tags →", variant="primary", visible=False, elem_id="es-tagger-next")
                 self.provider = gr.Markdown(provider_text(), elem_id="es-tagger-provider")
                 self.results = gr.HTML(elem_id="es-tagger-results")
         self.job_id = gr.State(None)
