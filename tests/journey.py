@@ -169,7 +169,7 @@ class Journey:
             ".join(' ')))",
             arg=[elem_id, pattern], timeout=timeout,
         )  # fmt: skip
-        return "\n".join(self.page.locator(f"#{elem_id}").all_inner_texts())
+        return self.page.locator(f"#{elem_id}").last.inner_text()  # the innermost: the text once
 
     def wait_visible(self, elem_id: str) -> None:
         self.page.locator(f"#{elem_id}").first.wait_for(state="visible", timeout=WAIT_MS)

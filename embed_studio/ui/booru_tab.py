@@ -201,7 +201,7 @@ class BooruTab(Tab):
             return
         go = self.next_button.click(
             self._go_to_tagger, inputs=[self.job_id],
-            outputs=[tagger.folder, tagger.on_existing, self.panels, self.next_button], queue=False,
+            outputs=[tagger.folder, tagger.on_existing, self.panels], queue=False,
         )  # fmt: skip
         tagger.run_after(go)
 
@@ -223,11 +223,12 @@ class BooruTab(Tab):
         return (gr.update(visible=True), gr.update(), *names)
 
     def _go_to_tagger(self, job_id: str | None) -> tuple[Any, ...]:
+        """The Tagger on the fetched folder. The button stays: after a failed tagging (no model) it runs again."""
         summary = self._fetched(job_id)
         if summary is None:
-            return gr.update(), gr.update(), gr.update(), gr.update(visible=False)
+            return gr.update(), gr.update(), gr.update()
         action = MERGE if summary.captions or summary.captions_kept else gr.update()
-        return summary.folder, action, self.show_panel("es-tagger"), gr.update(visible=False)
+        return summary.folder, action, self.show_panel("es-tagger")
 
     def _username_placeholder(self) -> str:
         saved = self.host.setting("booru_user_agent_name")

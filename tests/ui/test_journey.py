@@ -139,8 +139,8 @@ def test_a_fetch_of_nothing_says_so_and_offers_no_next_step(tmp_path):
     job_id = _finished(host, fetched)
     assert booru._offer_next(job_id, "zangoose -female", "")[::2] == (gr.update(visible=True), "zangoose")
     assert booru._offer_next(job_id, "zangoose", "mychar")[2] == gr.update()  # a typed name is kept
-    folder, action, panel, button = booru._go_to_tagger(job_id)
-    assert (folder, action, panel["selected"], button["visible"]) == (str(tmp_path / "x"), "merge", "es-tagger", False)
+    folder, action, panel = booru._go_to_tagger(job_id)
+    assert (folder, action, panel["selected"]) == (str(tmp_path / "x"), "merge", "es-tagger")
 
 
 def test_save_and_train_goes_nowhere_while_edits_are_unsaved(tmp_path, train_dataset):
@@ -177,6 +177,7 @@ def test_fetch_nothing_a_tagger_without_model_and_next_clicked_twice(tmp_path, s
     folder = Path(host.output_dir) / "booru" / journey.QUERY
     fetched = journey.captions(folder)
     drive.panel("Tagger")
+    (tmp_path / "no-model-here").mkdir()
     rec.type("es-tagger-model", tmp_path / "no-model-here", "a model folder without a model")
     rec.press("#es-tagger-model input", "Enter", "Enter")
     drive.panel("Booru")
