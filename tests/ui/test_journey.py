@@ -49,6 +49,10 @@ def page(browser_page):
 
 
 def test_the_whole_journey_in_ten_actions(tmp_path, studio, booru, page, tiny_model, one_thread):
+    """Counted as journey actions (at most 10): every click, tab switch and text entry from typing the query to
+    the finished run. Counted apart, as settings done before: the test booru's URL and pause, 12 posts, the
+    tiny tagger's folder, the tiny model's path, 20 steps, batch size 2, a preview every 10 steps, a 64x64
+    area, and the clicks that reach those fields. Not counted: waiting, screenshots, the checks on disk."""
     from embed_studio.formats.embedding import load_embedding
 
     url, host = studio

@@ -22,6 +22,10 @@ def _open_studio(rec: journey.Recorder) -> None:
 
 
 def test_the_whole_journey_in_the_webui_in_ten_actions(webui, browser_page, tmp_path):
+    """Counted as journey actions (at most 10): opening the Embed Studio tab, then every click, tab switch and
+    text entry from the query to the finished run. Counted apart, as settings done before: the test booru's URL
+    and pause, 12 posts, the tiny tagger's folder, 20 steps, batch size 2, one batch a step, a preview every 10
+    steps, a 64x64 area, and the clicks that reach those fields. Not counted: waiting, screenshots, checks."""
     from embed_studio.formats.embedding import load_embedding
 
     query = "zangoose" + uuid.uuid4().hex[:6]  # the WebUI's folders outlive a test session
