@@ -221,7 +221,6 @@ class TaggerTab(Tab):
             inputs=[self.image, *self._fields().values()],
             outputs=[self.image_tags, self.image_ratings, self.provider],
         )
-
         self._wire_next_step(tabs)
 
     def run_after(self, event: Any) -> Any:

@@ -96,14 +96,8 @@ class CreatePanels:
     def set_callbacks(self, *, model_path: Any, dataset: Any, clip_skip: Any, kind: Any, target: Any) -> None:
         outputs_emb = [self.emb_status, kind, target]
         inputs_emb = [
-            model_path,
-            dataset,
-            clip_skip,
-            self.emb_name,
-            self.emb_init,
-            self.emb_vectors,
-            self.emb_overwrite,
-        ]
+            model_path, dataset, clip_skip, self.emb_name, self.emb_init, self.emb_vectors, self.emb_overwrite,
+        ]  # fmt: skip
         self.emb_event = self.emb_button.click(self._create_embedding, inputs=inputs_emb, outputs=outputs_emb)
         # The same, then the Train panel starts on the new file (wired there).
         self.emb_train_event = self.emb_train_button.click(
