@@ -353,6 +353,13 @@ def caption_job(options: CaptionOptions) -> Job:
     return Job("caption", lambda ctx: run_caption(options, ctx))
 
 
+def name_from_query(query: str) -> str:
+    """A name for what is trained on a fetch: the query's wanted tags, 'zangoose -female score:>0' -> 'zangoose'."""
+    words = [w for w in query.split() if not w.startswith(("-", "~")) and ":" not in w]
+    name = "_".join(words)
+    return "".join(c for c in name if c.isalnum() or c in "_-")[:60].strip("_-")
+
+
 def default_folder(output_dir: str | os.PathLike, query: str) -> Path:
     """A folder name made from the query: 'zangoose -female' -> output_dir/booru/zangoose_-female."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in query.strip().replace(" ", "_"))[:80]

@@ -46,10 +46,11 @@ def build_studio(host: UiHost) -> gr.Blocks:
         tabs: dict[str, Tab] = {}
         if not tab_classes:
             gr.Markdown("No Embed Studio panels are installed yet.")
-        with gr.Tabs(elem_id="es-tabs"):
+        with gr.Tabs(elem_id="es-tabs") as panels:
             for cls in tab_classes:
                 tab = cls(host)
-                with gr.Tab(cls.title, elem_id=cls.elem_id):
+                tab.panels = panels
+                with gr.Tab(cls.title, id=cls.elem_id, elem_id=cls.elem_id):
                     tab.create_ui()
                 tabs[cls.elem_id] = tab
         for tab in tabs.values():

@@ -18,6 +18,7 @@ from embed_studio.booru.fetch import (
     default_folder,
     fetch_job,
     human_size,
+    name_from_query,
 )
 from embed_studio.booru.sites import site_names
 from embed_studio.booru.tagfilter import ALL_CATEGORIES, DEFAULT_CATEGORIES, TagOptions, parse_tag_field
@@ -25,7 +26,7 @@ from embed_studio.errors import EmbedStudioError
 from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
 from embed_studio.tagger.caption import MERGE
-from embed_studio.ui.base import Tab
+from embed_studio.ui.base import Tab, hidden
 from embed_studio.ui.jobs_ui import follow_job
 
 FILE_TYPES = ("jpg", "png", "webp", "gif", "webm", "mp4", "swf")
@@ -64,6 +65,10 @@ class BooruTab(Tab):
                     self.fetch_button = gr.Button("Fetch", variant="primary", elem_id="es-booru-fetch")
                     self.caption_button = gr.Button("Caption existing folder (md5 lookup)", elem_id="es-booru-caption")
                     self.cancel_button = gr.Button("Cancel", elem_id="es-booru-cancel")
+                # The next step, once a fetch brought images: the Tagger opens on them and starts.
+                self.next_button = gr.Button(
+                    "Tag these images →", variant="primary", visible=False, elem_id="es-booru-next"
+                )
                 with gr.Accordion("Files", open=False, elem_id="es-booru-files"):
                     with gr.Row():
                         self.types = gr.CheckboxGroup(
@@ -177,8 +182,53 @@ class BooruTab(Tab):
                 self._hand_on, inputs=[self.job_id, tagger.folder, *later],
                 outputs=[tagger.folder, tagger.on_existing, *later], queue=False,
             )  # fmt: skip
+        self._wire_next_step(fetched, tabs)
         self.caption_button.click(self._caption, inputs=[self.job_id, self.folder, *common], outputs=outputs)
         self.cancel_button.click(self._cancel, inputs=[self.job_id], outputs=[self.progress])
+
+    def _wire_next_step(self, fetched: Any, tabs: dict[str, Tab]) -> None:
+        """'Tag these images →' shows after a fetch that brought images; the Train panel's empty embedding name
+        takes the query's. Clicked, it opens the Tagger on the fetched folder and starts tagging."""
+        self.fetch_button.click(hidden, outputs=[self.next_button], queue=False)
+        name = getattr(getattr(tabs.get("es-train"), "create", None), "emb_name", None)
+        names = [name] if isinstance(name, gr.Textbox) else []
+        fetched.then(
+            self._offer_next, inputs=[self.job_id, self.query, *names],
+            outputs=[self.next_button, self.progress, *names], queue=False,
+        )  # fmt: skip
+        tagger = tabs.get("es-tagger")
+        if self.panels is None or not hasattr(tagger, "run_after"):
+            return
+        go = self.next_button.click(
+            self._go_to_tagger, inputs=[self.job_id],
+            outputs=[tagger.folder, tagger.on_existing, self.panels], queue=False,
+        )  # fmt: skip
+        tagger.run_after(go)
+
+    def _fetched(self, job_id: str | None) -> FetchSummary | None:
+        job = self.host.jobs.get(job_id) if job_id else None
+        summary = getattr(job, "result", None)
+        return summary if isinstance(summary, FetchSummary) and summary.folder else None
+
+    def _offer_next(self, job_id: str | None, query: str, *name: str) -> tuple[Any, ...]:
+        summary = self._fetched(job_id)
+        if summary is None:
+            return (gr.update(visible=False), gr.update(), *(gr.update() for _ in name))
+        if not summary.downloaded + summary.present:
+            why = " ".join(summary.notes) or "Try another query or a larger number of images."
+            return (gr.update(visible=False), f"**Nothing fetched** into {summary.folder}. {why}",
+                    *(gr.update() for _ in name))  # fmt: skip
+        wanted = name_from_query(query or "")
+        names = (gr.update() if (box or "").strip() or not wanted else wanted for box in name)
+        return (gr.update(visible=True), gr.update(), *names)
+
+    def _go_to_tagger(self, job_id: str | None) -> tuple[Any, ...]:
+        """The Tagger on the fetched folder. The button stays: after a failed tagging (no model) it runs again."""
+        summary = self._fetched(job_id)
+        if summary is None:
+            return gr.update(), gr.update(), gr.update()
+        action = MERGE if summary.captions or summary.captions_kept else gr.update()
+        return summary.folder, action, self.show_panel("es-tagger")
 
     def _username_placeholder(self) -> str:
         saved = self.host.setting("booru_user_agent_name")

@@ -126,18 +126,26 @@ class FolderBar(Block):
             self.redo_btn = gr.Button("↷ Redo", elem_id="es-dataset-redo", scale=0)
             self.save_btn = gr.Button("💾 Save", variant="primary", elem_id="es-dataset-save", scale=0)
             self.restore_btn = gr.Button("Restore last backup", elem_id="es-dataset-restore", scale=0)
+            # The next step, once a dataset is open: save the edits (with a backup) and create the embedding.
+            self.next_btn = gr.Button(
+                "Save & train →", variant="primary", visible=False, elem_id="es-dataset-next", scale=0
+            )
 
     def set_callbacks(self, panel: DatasetTab) -> None:
         view, table_in = panel.view, panel.table_in
-        open_in = [*table_in, self.folder, self.filename_tags, self.discard]
         for event in (self.open_btn.click, self.folder.submit):
-            event(guard(self._open), inputs=open_in, outputs=view, _js=CONFIRM_DISCARD_JS)
+            panel.offer_next(
+                event(guard(self._open), inputs=self.open_inputs(panel), outputs=view, _js=CONFIRM_DISCARD_JS)
+            )
         self.undo_btn.click(edit_op(lambda s: s.require().undo()), inputs=table_in, outputs=view)
         self.redo_btn.click(edit_op(lambda s: s.require().redo()), inputs=table_in, outputs=view)
         self.save_btn.click(guard(self._save), inputs=table_in, outputs=view)
         self.restore_btn.click(
             guard(self._restore), inputs=[*table_in, self.discard], outputs=view, _js=CONFIRM_DISCARD_JS
         )
+
+    def open_inputs(self, panel: DatasetTab) -> list[Any]:
+        return [*panel.table_in, self.folder, self.filename_tags, self.discard]
 
     @staticmethod
     def _open(s: DatasetSession, folder: str, filename_tags: bool, discard: bool) -> str:
@@ -279,7 +287,11 @@ class TagEdits(Block):
                 label="Candidates to prune (you decide)", choices=[], elem_id="es-dataset-candidates"
             )
             self.generic_info = gr.Markdown("")
-            self.use_candidates = gr.Button("Select checked", scale=0)
+            with gr.Row():
+                self.use_candidates = gr.Button("Select checked", scale=0)
+                self.delete_candidates = gr.Button(
+                    "Delete checked", variant="stop", scale=0, elem_id="es-dataset-delete-candidates"
+                )
 
     def set_callbacks(self, panel: DatasetTab) -> None:
         view, table_in = panel.view, panel.table_in
@@ -306,12 +318,20 @@ class TagEdits(Block):
             inputs=[*table_in, self.scope],
             outputs=view,
         )
-        self.suggest_btn.click(
-            self._suggest,
-            inputs=[panel.session, self.threshold, self.scope],
-            outputs=[self.candidates, self.generic_info],
-        )
+        self.suggest_after(self.suggest_btn.click, panel)
         self.use_candidates.click(append_tags, inputs=[self.tags, self.candidates], outputs=[self.tags])
+        # The checked suggestions go in one click; the list is then suggested again from what is left.
+        deleted = self.delete_candidates.click(
+            edit_op(lambda s, picked, scope: s.require().delete_tags(picked, s.scope(scope))),
+            inputs=[*table_in, self.candidates, self.scope],
+            outputs=view,
+        )
+        self.suggest_after(deleted.then, panel)
+
+    def suggest_after(self, trigger: Any, panel: DatasetTab) -> Any:
+        """Suggest character tags on `trigger` (a click, or the end of another event), the candidates checked."""
+        inputs = [panel.session, self.threshold, self.scope]
+        return trigger(self._suggest, inputs=inputs, outputs=[self.candidates, self.generic_info])
 
     @staticmethod
     def _suggest(s: DatasetSession, threshold: float, scope: str) -> tuple[dict, str]:
@@ -323,7 +343,10 @@ class TagEdits(Block):
         text = f"Shares: {shares}" if shares else f"No tag is on {sug.threshold:.0%} of the images."
         if generic:
             text += f"\n\nFrequent but generic (usually keep): {generic}"
-        return gr.update(choices=[r.tag for r in sug.candidates], value=[]), text
+        # Checked from the start: pruning what defines the character is the usual step (the guides); the user
+        # unticks what to keep.
+        tags = [r.tag for r in sug.candidates]
+        return gr.update(choices=tags, value=tags), text
 
 
 # -- the image browser: filter, pages, gallery, one image's caption -----------------------------------------
@@ -643,9 +666,44 @@ class DatasetTab(Tab):
         return [self.session, self.tag_table.search, self.tag_table.sort]
 
     def set_callbacks(self, tabs: dict[str, Tab]) -> None:
+        self.train = tabs.get("es-train") if self.panels is not None else None
+        if not hasattr(self.train, "create"):
+            self.train = None  # no Train panel (no model host): no next step to offer
         for block in (self.bar, self.tag_table, self.edits, self.browser, self.tools):
             block.set_callbacks(self)
         self._follow_other_tabs(tabs)
+        self._wire_next_step()
+
+    def open_after(self, event: Any) -> Any:
+        """Open the dataset in the folder box once `event` is done (the Tagger's next step), with its
+        character-tag suggestions checked: one click deletes them."""
+        opened = event.then(
+            guard(FolderBar._open), inputs=self.bar.open_inputs(self), outputs=self.view, _js=CONFIRM_DISCARD_JS
+        )
+        return self.edits.suggest_after(self.offer_next(opened).then, self)
+
+    def offer_next(self, opened: Any) -> Any:
+        """After an open: 'Save & train →' shows when a dataset is open and there is a Train panel."""
+        return opened.then(self._next_visible, inputs=[self.session], outputs=[self.bar.next_btn], queue=False)
+
+    def _next_visible(self, s: DatasetSession) -> Any:
+        return gr.update(visible=self.train is not None and s.captions is not None)
+
+    def _wire_next_step(self) -> None:
+        if self.train is None:
+            return
+        saved = self.bar.next_btn.click(guard(FolderBar._save), inputs=self.table_in, outputs=self.view)
+        saved.then(
+            self._go_to_train, inputs=[self.session], outputs=[self.train.dataset, self.panels, self.train.subtabs],
+            queue=False,
+        )  # fmt: skip
+
+    def _go_to_train(self, s: DatasetSession) -> tuple[Any, Any, Any]:
+        """The Train panel's Create embedding form, on this dataset; nowhere while edits are unsaved (the save
+        failed and said why)."""
+        if s.captions is None or s.captions.dirty:
+            return gr.update(), gr.update(), gr.update()
+        return str(s.captions.folder), self.show_panel("es-train"), self.train.show_create()
 
     def _follow_other_tabs(self, tabs: dict[str, Tab]) -> None:
         """The folder typed in the tagger (the step before pruning) becomes this panel's folder."""

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from embed_studio.errors import EmbedStudioError
-from embed_studio.jobs import JobStatus
+from embed_studio.jobs import Job, JobStatus
 from embed_studio.progress import status_line
 from embed_studio.tagger.caption import ACTION_LABELS, ACTIONS, SKIP
 from embed_studio.tagger.model import loaded_models, unload_models
@@ -22,7 +22,7 @@ from embed_studio.tagger.options import (
 from embed_studio.tagger.pipeline import FAILED, TagRequest, TagSummary, make_tag_job, tag_image
 from embed_studio.tagger.registry import DEFAULT_MODEL, MODELS, find_spec, model_names
 from embed_studio.tagspell import DEFAULT_ORDER, KAOMOJI
-from embed_studio.ui.base import Tab
+from embed_studio.ui.base import Tab, hidden
 from embed_studio.ui.jobs_ui import follow_job
 
 
@@ -187,6 +187,8 @@ class TaggerTab(Tab):
                     self.unload_button = gr.Button("Unload model", elem_id="es-tagger-unload")
             with gr.Column(scale=2):
                 self.status = gr.Markdown("Pick a folder, try a dry run, then tag.", elem_id="es-tagger-status")
+                # The next step, once a run wrote captions, beside its result: the Dataset panel opens on the folder.
+                self.next_button = gr.Button("Prune tags →", variant="primary", visible=False, elem_id="es-tagger-next")
                 self.provider = gr.Markdown(provider_text(), elem_id="es-tagger-provider")
                 self.results = gr.HTML(elem_id="es-tagger-results")
         self.job_id = gr.State(None)
@@ -211,7 +213,7 @@ class TaggerTab(Tab):
             queue=False,
         )
         self.dry_button.click(self._dry_run, inputs=inputs, outputs=outputs)
-        self.run_button.click(self._tag, inputs=inputs, outputs=outputs)
+        self.run_after(self.run_button.click(hidden, outputs=[self.next_button], queue=False))
         self.cancel_button.click(self._cancel, inputs=[self.job_id], outputs=[self.status], queue=False)
         self.unload_button.click(self._unload, inputs=[self.job_id], outputs=[self.provider], queue=False)
         self.image_button.click(
@@ -219,6 +221,32 @@ class TaggerTab(Tab):
             inputs=[self.image, *self._fields().values()],
             outputs=[self.image_tags, self.image_ratings, self.provider],
         )
+        self._wire_next_step(tabs)
+
+    def run_after(self, event: Any) -> Any:
+        """Tag the folder once `event` is done (the Tag button, or the Booru panel's next step); then offer
+        the next step."""
+        inputs = [self.job_id, *self._fields().values()]
+        ran = event.then(self._tag, inputs=inputs, outputs=[self.job_id, self.status, self.provider, self.results])
+        return ran.then(self._offer_next, inputs=[self.job_id], outputs=[self.next_button], queue=False)
+
+    def _wire_next_step(self, tabs: dict[str, Tab]) -> None:
+        dataset = tabs.get("es-dataset")
+        if self.panels is None or not hasattr(dataset, "open_after"):
+            return
+        go = self.next_button.click(
+            self._go_to_dataset, inputs=[self.folder], outputs=[dataset.folder, self.panels], queue=False
+        )
+        dataset.open_after(go)
+
+    def _offer_next(self, job_id: str | None) -> Any:
+        job = self.host.jobs.get(job_id) if job_id else None
+        summary = getattr(job, "result", None)
+        wrote = isinstance(summary, TagSummary) and not summary.dry_run and summary.written + summary.skipped > 0
+        return gr.update(visible=wrote)
+
+    def _go_to_dataset(self, folder: str) -> tuple[Any, Any]:
+        return (folder or "").strip(), self.show_panel("es-dataset")
 
     # -- handlers (no logic here: build a request, follow the library's job) -------------
     @staticmethod
@@ -290,9 +318,17 @@ class TaggerTab(Tab):
 
         return render
 
+    def _running(self, job_id: str | None) -> Job | None:
+        """This browser's run while it goes, else any tagging run (a second click that raced the first)."""
+        own = self.host.jobs.get(job_id) if job_id else None
+        if own is not None and own.status().active:
+            return own
+        others = self.host.jobs.active("tag")
+        return others[0] if others else None
+
     def _start(self, job_id, values: tuple, dry: bool):
-        running = self.host.jobs.get(job_id) if job_id else None
-        if running is not None and running.status().active:
+        running = self._running(job_id)
+        if running is not None:
             yield job_id, "A tagging run is still going: cancel it or wait for it to end.", gr.update(), gr.update()
             return
         try:
@@ -322,8 +358,8 @@ class TaggerTab(Tab):
         return ", ".join(selection.tags), selection.ratings or None, provider_text()
 
     def _cancel(self, job_id):
-        job = self.host.jobs.get(job_id) if job_id else None
-        if job is None or not job.status().active:
+        job = self._running(job_id)
+        if job is None:
             return "Nothing is running."
         job.cancel()
         return "Cancelling after the current batch…"

@@ -52,7 +52,8 @@ class CreatePanels:
             self.emb_overwrite = gr.Checkbox(
                 value=False, label="Overwrite an existing file of that name", elem_id="es-train-emb-overwrite"
             )
-            self.emb_button = gr.Button("Create embedding", variant="primary", elem_id="es-train-emb-create")
+            self.emb_button = gr.Button("Create embedding", elem_id="es-train-emb-create")
+            self.emb_train_button = gr.Button("Create & train", variant="primary", elem_id="es-train-emb-create-train")
         self.emb_status = gr.Markdown("", elem_id="es-train-emb-status", elem_classes=["es-status-line"])
 
     def hypernetwork_ui(self) -> None:
@@ -94,10 +95,13 @@ class CreatePanels:
 
     def set_callbacks(self, *, model_path: Any, dataset: Any, clip_skip: Any, kind: Any, target: Any) -> None:
         outputs_emb = [self.emb_status, kind, target]
-        self.emb_event = self.emb_button.click(
-            self._create_embedding,
-            inputs=[model_path, dataset, clip_skip, self.emb_name, self.emb_init, self.emb_vectors, self.emb_overwrite],
-            outputs=outputs_emb,
+        inputs_emb = [
+            model_path, dataset, clip_skip, self.emb_name, self.emb_init, self.emb_vectors, self.emb_overwrite,
+        ]  # fmt: skip
+        self.emb_event = self.emb_button.click(self._create_embedding, inputs=inputs_emb, outputs=outputs_emb)
+        # The same, then the Train panel starts on the new file (wired there).
+        self.emb_train_event = self.emb_train_button.click(
+            self._create_embedding, inputs=inputs_emb, outputs=outputs_emb
         )
         hn_inputs = [
             model_path, self.hn_name, self.hn_sizes, self.hn_structure, self.hn_activation, self.hn_init,

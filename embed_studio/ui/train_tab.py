@@ -31,6 +31,7 @@ from embed_studio.ui.train_txt2img import Txt2ImgPreview
 NO_PROVIDER = "Training needs a model host: run it inside the WebUI, or standalone with `embed-studio ui`."
 IDLE = "Pick the file to train and the dataset, then press **Train**."
 TRAIN_SUBTAB = "train"
+CREATE_SUBTAB = "create-embedding"
 PLOT_SECONDS = 3.0
 _UNSET = object()
 
@@ -90,7 +91,7 @@ class TrainTab(Tab):
                 elem_id="es-train-dataset",
             )  # fmt: skip
         with gr.Tabs(elem_id="es-train-tabs") as self.subtabs:
-            with gr.Tab("Create embedding", elem_id="es-train-create-embedding-tab"):
+            with gr.Tab("Create embedding", id=CREATE_SUBTAB, elem_id="es-train-create-embedding-tab"):
                 self.create = CreatePanels(self.host)
                 self.create.embedding_ui()
             with gr.Tab("Create hypernetwork", elem_id="es-train-create-hypernetwork-tab"):
@@ -236,6 +237,11 @@ class TrainTab(Tab):
             raise RuntimeError(f"Train tab has no field for: {', '.join(sorted(missing))}")
         self.fields = {name: fields[name] for name in form.form_fields()}
 
+    @staticmethod
+    def show_create() -> Any:
+        """The update that opens the Create embedding form (the Dataset panel's next step)."""
+        return gr.Tabs.update(selected=CREATE_SUBTAB)
+
     # -- wiring ----------------------------------------------------------------------------
     def set_callbacks(self, tabs: dict[str, Tab]) -> None:
         if self.provider is None:
@@ -299,11 +305,17 @@ class TrainTab(Tab):
         for event, status in (
             (self.create.emb_event, self.create.emb_status),
             (self.create.hn_event, self.create.hn_status),
+            (self.create.emb_train_event, self.create.emb_status),
         ):
             event.then(_open_train_if_created, inputs=[status], outputs=[self.subtabs], queue=False)
-        self.analytics.set_callbacks(
-            kind=self.kind, target=self.target, name=fields["name"], log_dir=fields["log_dir"], after=[trained]
+        # "Create & train": the new file trains at once with the form's settings.
+        created_and_trained = self.create.emb_train_event.then(
+            self._train_if_created, inputs=[self.create.emb_status, *train_inputs], outputs=live
         )
+        self.analytics.set_callbacks(
+            kind=self.kind, target=self.target, name=fields["name"], log_dir=fields["log_dir"],
+            after=[trained, created_and_trained],
+        )  # fmt: skip
         self._follow_other_tabs(tabs)
 
     def _save_preset(self, name: str, *values: Any) -> tuple[Any, str]:
@@ -473,6 +485,12 @@ class TrainTab(Tab):
             return
         job = self.host.submit(make_train_job(config, self.provider, vae))
         yield from follow_job(job, self._render(job))
+
+    def _train_if_created(self, create_status: str, *train_args: Any) -> Iterator[tuple]:
+        if not (create_status or "").startswith("Created"):
+            yield tuple(gr.update() for _ in range(6))
+            return
+        yield from self._train(*train_args)
 
     def _attach(self, job_id: str | None) -> Iterator[tuple]:
         job = self._find_job(job_id)
