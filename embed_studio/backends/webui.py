@@ -532,7 +532,7 @@ def webui_sampler(name: str, scheduler: str = AUTOMATIC, what: str = "Preview sa
                 key, label = base, suffix_label
                 break
     if key not in samplers:
-        visible = ", ".join(sampler_key(x) for x in sd_samplers.visible_samplers())
+        visible = ", ".join(sampler_key(x.name) for x in sd_samplers.visible_samplers())
         raise UserInputError(f"{what} {name!r} is not one of the WebUI's: {visible} (or their names in txt2img).")
     return samplers[key], label
 

@@ -39,7 +39,7 @@ def _infotext(path) -> str:
 
 def test_previews_draw_with_the_webuis_sampler_and_schedule_type(webui, name, tmp_path):
     dataset = write_mixed_aspect_dataset(tmp_path)
-    run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "red eyes", "n_vectors": 1})
+    run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "red eyes", "n_vectors": 2})
     # The main preview with a sampler and schedule type the old four lacked; a second prompt line, same prompt
     # and seed, with another sampler.
     body = _body(
@@ -69,7 +69,7 @@ def test_previews_draw_with_the_webuis_sampler_and_schedule_type(webui, name, tm
 )
 def test_an_unknown_sampler_or_schedule_type_is_refused_in_one_line(webui, name, tmp_path, fields, words):
     dataset = write_mixed_aspect_dataset(tmp_path)
-    run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "red eyes", "n_vectors": 1})
+    run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "red eyes", "n_vectors": 2})
     r = requests.post(f"{webui.url}/embed-studio/v1/train", json=_body(name, dataset, **fields), timeout=60)
     assert r.status_code == 400, r.text
     detail = r.json()["detail"]
