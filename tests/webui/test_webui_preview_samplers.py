@@ -41,10 +41,11 @@ def test_previews_draw_with_the_webuis_sampler_and_schedule_type(webui, name, tm
     dataset = write_mixed_aspect_dataset(tmp_path)
     run_job(webui, "create", {"kind": "embedding", "name": name, "init_text": "red eyes", "n_vectors": 2})
     # The main preview with a sampler and schedule type the old four lacked; a second prompt line, same prompt
-    # and seed, with another sampler.
+    # and seed, with another sampler; a third in the standalone table's spelling (sampler and schedule type in one).
+    lines = [f'--prompt "{name}, red eyes" --sampler_name Euler --scheduler Automatic',
+             "--sampler_name dpmpp_2m_karras --scheduler Automatic"]  # fmt: skip
     body = _body(
-        name, dataset, preview_sampler="DPM++ 2M SDE", preview_scheduler="Karras",
-        preview_prompts=f'--prompt "{name}, red eyes" --sampler_name Euler --scheduler Automatic',
+        name, dataset, preview_sampler="DPM++ 2M SDE", preview_scheduler="Karras", preview_prompts="\n".join(lines),
     )  # fmt: skip
     run_job(webui, "train", body)
     images = webui.dir / "textual_inversion" / name / "images"
@@ -54,6 +55,8 @@ def test_previews_draw_with_the_webuis_sampler_and_schedule_type(webui, name, tm
         assert part in info, info
     other_info = _infotext(other)
     assert "Sampler: Euler," in other_info and "Seed: 5" in other_info and "Karras" not in other_info, other_info
+    third = _infotext(images / f"{name}-2-2.png")
+    assert "Sampler: DPM++ 2M," in third and "Schedule type: Karras" in third, third
     a = np.asarray(Image.open(main).convert("RGB"), dtype=np.float32)
     b = np.asarray(Image.open(other).convert("RGB"), dtype=np.float32)
     assert a.shape == b.shape and np.abs(a - b).mean() > 1, "two samplers drew the same image"
