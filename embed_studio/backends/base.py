@@ -106,6 +106,7 @@ class PreviewRequest:
     width: int = 512
     height: int = 512
     sampler: str = "euler_a"
+    scheduler: str = "Automatic"  # the WebUI's schedule type (Karras, Exponential...); Automatic = the sampler's own
 
 
 def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -219,6 +219,12 @@ class StandaloneProvider:
 
         return self._loaded[1].samplers() if self._loaded else available_samplers()
 
+    def preview_schedulers(self) -> list[str]:
+        """The WebUI's schedule types the diffusers samplers have rows for (Karras: a sampler's _karras row)."""
+        from embed_studio.backends.samplers import STANDALONE_SCHEDULERS
+
+        return list(STANDALONE_SCHEDULERS)
+
 
 class LoadedBackendProvider:
     """A backend already in memory, lent as it is: for scripts and tests that load their own model."""

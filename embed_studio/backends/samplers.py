@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,15 @@ NOT_FOR_SD = frozenset({"EDMEulerScheduler", "EDMDPMSolverMultistepScheduler"})
 
 SAMPLER_HELP = "dpmpp = DPM++, _a = ancestral, _karras = Karras sigmas, _sde = stochastic"
 
+# The WebUI's schedule types (v1.9+) that the table above can draw: Automatic is each scheduler's own spacing,
+# Karras picks a sampler's _karras row. The WebUI backend draws every schedule type its host has.
+AUTOMATIC = "Automatic"
+STANDALONE_SCHEDULERS = (AUTOMATIC, "Karras")
+
+# The host's own check where the host draws previews with its own samplers (the WebUI registers one when it
+# loads the extension); None = the table above. Called as check(sampler, scheduler, what).
+_host_check: Callable[[str, str, str], object] | None = None
+
 
 def sampler_key(name: str) -> str:
     """A sampler name as the backends look it up ('Euler a' -> 'euler_a', 'DPM++ 2M Karras' -> 'dpmpp_2m_karras')."""
@@ -78,3 +88,36 @@ def require_sampler(name: str, what: str = "Preview sampler") -> str:
             "or pick another sampler."
         )
     return key
+
+
+def standalone_sampler(name: str, scheduler: str = AUTOMATIC, what: str = "Preview sampler") -> str:
+    """The SAMPLERS key for a sampler with a WebUI schedule type (Karras: its _karras row); UserInputError in one
+    line for a schedule type this table has no row for."""
+    key = require_sampler(name, what)
+    wanted = (scheduler or AUTOMATIC).strip()
+    if wanted.lower() == AUTOMATIC.lower():
+        return key
+    if wanted.lower() != "karras":
+        raise UserInputError(
+            f"Schedule type {wanted!r}: the standalone previews draw with {' or '.join(STANDALONE_SCHEDULERS)} "
+            "(the other schedule types are the WebUI's)."
+        )
+    karras = key if key.endswith("_karras") else f"{key}_karras"
+    if karras not in SAMPLERS:
+        rows = ", ".join(k.removesuffix("_karras") for k in SAMPLERS if k.endswith("_karras"))
+        raise UserInputError(f"Schedule type 'Karras' has no {key} here; with Karras pick one of: {rows}.")
+    return require_sampler(karras, what)
+
+
+def set_host_check(check: Callable[[str, str, str], object] | None) -> None:
+    """Let the host check preview sampler names (the WebUI's own samplers and schedule types); None = the table."""
+    global _host_check
+    _host_check = check
+
+
+def check_preview_sampler(name: str, scheduler: str = AUTOMATIC, what: str = "Preview sampler") -> None:
+    """UserInputError in one line unless the host (or, without one, the table) draws `name` with `scheduler`."""
+    if _host_check is not None:
+        _host_check(name, scheduler, what)
+    else:
+        standalone_sampler(name, scheduler, what)

@@ -23,7 +23,7 @@ from embed_studio.backends.base import (
     PromptTokens,
     SizeCond,
 )
-from embed_studio.backends.samplers import NOT_FOR_SD, SAMPLERS, require_sampler, sampler_installed
+from embed_studio.backends.samplers import AUTOMATIC, NOT_FOR_SD, SAMPLERS, sampler_installed, standalone_sampler
 from embed_studio.errors import FileFormatError, UserInputError
 
 CHUNK_TOKENS = 75  # tokens per 77-token CLIP window, between the start and end tokens (the WebUI's chunking)
@@ -736,10 +736,10 @@ class StandaloneBackend:
         """The preview samplers this model's pipeline takes (see available_samplers)."""
         return available_samplers(self.scheduler_config)
 
-    def _sampler(self, name: str) -> Any:
+    def _sampler(self, name: str, scheduler: str = AUTOMATIC) -> Any:
         import diffusers
 
-        key = require_sampler(name)
+        key = standalone_sampler(name, scheduler)
         offered = self.samplers()
         if key not in offered:
             raise UserInputError(
@@ -764,7 +764,7 @@ class StandaloneBackend:
                 text_encoder=self.text_encoder,
                 tokenizer=self.tokenizer,
                 unet=self.unet,
-                scheduler=self._sampler(request.sampler),
+                scheduler=self._sampler(request.sampler, request.scheduler),
                 safety_checker=None,
                 feature_extractor=None,
                 requires_safety_checker=False,

@@ -313,7 +313,7 @@ class StandaloneXLBackend(StandaloneBackend):
                 tokenizer=self.tokenizer,
                 tokenizer_2=self.tokenizer_2,
                 unet=self.unet,
-                scheduler=self._sampler(request.sampler),
+                scheduler=self._sampler(request.sampler, request.scheduler),
             )
             pipe.set_progress_bar_config(disable=True)
             generator = torch.Generator(device="cpu").manual_seed(int(request.seed))

@@ -33,10 +33,10 @@ from embed_studio.backends.base import (
     SizeCond,
 )
 from embed_studio.backends.provider import CHECKPOINT_VAE
+from embed_studio.backends.samplers import AUTOMATIC, sampler_key
 from embed_studio.errors import UserInputError
 
 CLIP_SKIP_KEY = "CLIP_stop_at_last_layers"
-SAMPLER_NAMES = {"euler_a": "Euler a", "euler": "Euler", "ddim": "DDIM", "dpmpp_2m": "DPM++ 2M"}
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _OTHER_FIXES_LIMIT = 8192  # prompts whose other (already installed) embeddings we remember
 
@@ -447,9 +447,7 @@ class WebUIBackend:
 
         from modules import processing
 
-        sampler = SAMPLER_NAMES.get(request.sampler.lower().replace(" ", "_").replace("+", "p"))
-        if sampler is None:
-            raise UserInputError(f"Preview sampler {request.sampler!r} is not one of {', '.join(SAMPLER_NAMES)}.")
+        sampler, scheduler = webui_sampler(request.sampler, request.scheduler)
         self._apply_clip_skip()
         vae_home = self._vae_home
         self._restore_vae_device()
@@ -463,6 +461,7 @@ class WebUIBackend:
             width=request.width,
             height=request.height,
             sampler_name=sampler,
+            scheduler=scheduler,
             do_not_save_grid=True,
             do_not_save_samples=True,
             do_not_reload_embeddings=True,  # would replace what we registered
@@ -497,6 +496,45 @@ class WebUIBackend:
         self._other_fixes.clear()
         if self._own_clip_skip_setting:
             self._clip_skip_setting.restore()
+
+
+def _scheduler_key(name: str) -> str:
+    return name.strip().lower().replace(" ", "_")
+
+
+def webui_sampler(name: str, scheduler: str = AUTOMATIC, what: str = "Preview sampler") -> tuple[str, str]:
+    """The WebUI's sampler name and schedule-type label for a preview, or UserInputError in one line listing them.
+
+    Takes the WebUI's names ('DPM++ 2M SDE', 'Karras'), the form's keys ('dpmpp_2m_sde', 'karras'), aliases
+    ('k_dpmpp_2m') and, with schedule type Automatic, a name carrying one like the standalone table's
+    ('dpmpp_2m_karras'). Checked here because the WebUI's processing swaps an unknown name for its default sampler
+    with only a log line, so a typo would draw every preview with another sampler.
+    """
+    from modules import sd_samplers, sd_schedulers
+
+    samplers: dict[str, str] = {}
+    for data in sd_samplers.all_samplers:
+        for spelling in (data.name, *(data.aliases or [])):
+            samplers.setdefault(sampler_key(spelling), data.name)
+    schedulers: dict[str, str] = {}
+    for sched in sd_schedulers.schedulers:
+        for spelling in (sched.name, sched.label, *(sched.aliases or [])):
+            schedulers.setdefault(_scheduler_key(spelling), sched.label)
+    label = schedulers.get(_scheduler_key(scheduler or AUTOMATIC))
+    if label is None:
+        names = ", ".join(x.label for x in sd_schedulers.schedulers)
+        raise UserInputError(f"Schedule type {scheduler!r} is not one of the WebUI's: {names}.")
+    key = sampler_key(name or "")
+    if key not in samplers and label == AUTOMATIC:
+        for suffix, suffix_label in schedulers.items():
+            base = key.removesuffix("_" + suffix)
+            if base != key and base in samplers:
+                key, label = base, suffix_label
+                break
+    if key not in samplers:
+        visible = ", ".join(sampler_key(x.name) for x in sd_samplers.visible_samplers())
+        raise UserInputError(f"{what} {name!r} is not one of the WebUI's: {visible} (or their names in txt2img).")
+    return samplers[key], label
 
 
 def _vae_file(vae: str) -> str | None:
@@ -699,6 +737,18 @@ class WebUIProvider:
     def vae_choices(self) -> list[str]:
         sd_vae.refresh_vae_list()
         return [CHECKPOINT_VAE, *sd_vae.vae_dict]
+
+    def preview_samplers(self) -> list[str]:
+        """The WebUI's visible samplers (Settings can hide some), in the form's spelling ('dpmpp_2m_sde')."""
+        from modules import sd_samplers
+
+        return [sampler_key(x.name) for x in sd_samplers.visible_samplers()]
+
+    def preview_schedulers(self) -> list[str]:
+        """The WebUI's schedule types, as txt2img names them."""
+        from modules import sd_schedulers
+
+        return [x.label for x in sd_schedulers.schedulers]
 
     @contextlib.contextmanager
     def session(self, model: str = "", vae: str = CHECKPOINT_VAE, clip_skip: int = 1) -> Iterator[WebUIBackend]:

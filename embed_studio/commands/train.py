@@ -66,6 +66,8 @@ HELP = {
     "preview_cfg_scale": "CFG scale of the previews, a number",
     "preview_seed": "seed of the previews; -1 = a new seed each time",
     "preview_sampler": "sampler of the previews, a diffusers scheduler: " + ", ".join(SAMPLERS) + f" ({SAMPLER_HELP})",
+    "preview_scheduler": "schedule type of the previews as txt2img names it; standalone: Automatic or Karras "
+    "(dpmpp_2m with Karras draws dpmpp_2m_karras)",
     "preview_width": "preview width in pixels, a multiple of 8 (0: the training width)",
     "preview_height": "preview height in pixels, a multiple of 8 (0: the training height)",
     "preview_with_embedding": "embeddings: also save a PNG that carries the embedding, like the WebUI",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from embed_studio.backends.base import PRECISIONS
-from embed_studio.backends.samplers import require_sampler
+from embed_studio.backends.samplers import AUTOMATIC, check_preview_sampler
 from embed_studio.dataset.buckets import validate_bucket_settings
 from embed_studio.errors import UserInputError
 from embed_studio.fileio import atomic_write_text
@@ -80,6 +80,7 @@ class TrainConfig:
     preview_cfg_scale: float = 7.0
     preview_seed: int = 1
     preview_sampler: str = "euler_a"
+    preview_scheduler: str = AUTOMATIC  # the WebUI's schedule type; standalone: Automatic or Karras
     preview_width: int = 0  # 0 = the training width/height
     preview_height: int = 0
     preview_with_embedding: bool = True  # embeddings: also a PNG carrying the embedding, like the WebUI's
@@ -175,7 +176,7 @@ class TrainConfig:
         choice("Latent sampling", self.latent_sampling, LATENT_SAMPLING)
         choice("Gradient clipping", self.clip_grad_mode, CLIP_GRAD_MODES)
         choice("LR scheduler", self.lr_scheduler, LR_SCHEDULERS)
-        require_sampler(self.preview_sampler)
+        check_preview_sampler(self.preview_sampler, self.preview_scheduler)
         if self.precision != "auto":
             choice("Precision", self.precision, PRECISIONS)
         if not self.model:

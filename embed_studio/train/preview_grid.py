@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embed_studio.backends.base import Backend, PreviewRequest
-from embed_studio.backends.samplers import require_sampler
+from embed_studio.backends.samplers import check_preview_sampler
 from embed_studio.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -21,8 +21,8 @@ MAX_SIDE = 2048
 # The WebUI's "Prompts from file or textbox" script's option names, and its shorter spellings.
 _OPTIONS = {
     "prompt": "prompt", "negative_prompt": "negative_prompt", "negative": "negative_prompt", "seed": "seed",
-    "sampler_name": "sampler", "sampler": "sampler", "steps": "steps", "cfg_scale": "cfg_scale", "cfg": "cfg_scale",
-    "width": "width", "height": "height",
+    "sampler_name": "sampler", "sampler": "sampler", "scheduler": "scheduler", "steps": "steps",
+    "cfg_scale": "cfg_scale", "cfg": "cfg_scale", "width": "width", "height": "height",
 }  # fmt: skip
 _INTS = {"seed", "steps", "width", "height"}
 _STEP = re.compile(r"-(\d+)$")
@@ -60,7 +60,7 @@ def _options_line(line: str, number: int, base: PreviewRequest) -> PreviewReques
         if key not in _OPTIONS or i + 1 >= len(words):
             raise UserInputError(
                 f"{where}: {words[i]!r} is not an option with a value. Use --prompt, --negative_prompt, --seed, "
-                "--sampler_name, --steps, --cfg_scale, --width, --height (quote text with spaces)."
+                "--sampler_name, --scheduler, --steps, --cfg_scale, --width, --height (quote text with spaces)."
             )
         field, raw = _OPTIONS[key], words[i + 1]
         try:
@@ -69,7 +69,7 @@ def _options_line(line: str, number: int, base: PreviewRequest) -> PreviewReques
             raise UserInputError(f"{where}: --{key} {raw!r} is not a number.") from None
         i += 2
     request = dataclasses.replace(base, **values)
-    require_sampler(request.sampler, f"{where}: sampler")
+    check_preview_sampler(request.sampler, request.scheduler, f"{where}: sampler")
     if request.steps < 1 or request.cfg_scale < 0:
         raise UserInputError(f"{where}: steps must be at least 1 and the CFG scale 0 or more.")
     for side in (request.width, request.height):

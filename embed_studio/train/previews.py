@@ -25,6 +25,7 @@ def preview_request(config: TrainConfig, step: int, last_prompt: str) -> Preview
         width=config.preview_width or config.width,
         height=config.preview_height or config.height,
         sampler=config.preview_sampler,
+        scheduler=config.preview_scheduler,
     )
 
 
@@ -118,7 +119,8 @@ def _extra_previews(
         extra = target.preview(request)
         _write_png(extra, preview_path(config, folder.parent, step, n))
         images.append(extra)
-        labels.append(f"{request.prompt} (seed {request.seed}, {request.sampler}, {request.steps} steps)")
+        sampler = request.sampler if request.scheduler == "Automatic" else f"{request.sampler} {request.scheduler}"
+        labels.append(f"{request.prompt} (seed {request.seed}, {sampler}, {request.steps} steps)")
     grid = folder / f"{config.name}-{step}-grid.png"
     _write_png(image_grid([images], [f"step {step}"], labels), grid)
     return grid

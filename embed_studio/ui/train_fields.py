@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from embed_studio.backends.base import PRECISIONS, PREVIEW_SAMPLERS
+from embed_studio.backends.samplers import STANDALONE_SCHEDULERS
 from embed_studio.tagger.registry import model_names
 from embed_studio.train.config import CLIP_GRAD_MODES, LATENT_SAMPLING, LR_SCHEDULERS
 from embed_studio.train.option_help import BEYOND, CHOICES
@@ -82,6 +83,12 @@ SPECS: dict[str, dict[str, Any]] = {
     "preview_cfg_scale": dict(label="CFG scale"),
     "preview_seed": dict(label="Preview seed", info="-1: a new seed each preview."),
     "preview_sampler": dict(label="Sampler", choices=list(PREVIEW_SAMPLERS), dropdown=True),
+    "preview_scheduler": dict(
+        label="Schedule type",
+        choices=list(STANDALONE_SCHEDULERS),
+        dropdown=True,
+        info="Like txt2img's; Automatic = the sampler's own.",
+    ),
     "preview_width": dict(label="Preview width", info="0: the training width."),
     "preview_height": dict(label="Preview height", info="0: the training height."),
     "preview_with_embedding": dict(label="Also save a PNG carrying the embedding (like the WebUI)"),

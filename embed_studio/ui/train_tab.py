@@ -173,6 +173,8 @@ class TrainTab(Tab):
                             field(name)
                         samplers = getattr(provider, "preview_samplers", None)  # standalone: all of diffusers'
                         field("preview_sampler", **({"choices": samplers(), "info": SAMPLER_HELP} if samplers else {}))
+                        schedulers = getattr(provider, "preview_schedulers", None)  # the WebUI: all of its own
+                        field("preview_scheduler", **({"choices": schedulers()} if schedulers else {}))
                     with gr.Row():
                         for name in ("preview_width", "preview_height", "preview_with_embedding"):
                             field(name)

@@ -23,9 +23,17 @@ def on_app_started(_demo, app) -> None:
     add_routes(app, registry, shared.cmd_opts.api_auth)
 
 
+def _check_preview_sampler(name: str, scheduler: str, what: str) -> None:
+    from embed_studio.backends.webui import webui_sampler
+
+    webui_sampler(name, scheduler, what)
+
+
 def register() -> None:
+    from embed_studio.backends.samplers import set_host_check
     from embed_studio.webui import txt2img_params
 
+    set_host_check(_check_preview_sampler)  # previews here draw with the WebUI's samplers, not diffusers'
     txt2img_params.register()  # before on_ui_tabs: the WebUI's Train tab, which hands them over, is built first
     script_callbacks.on_ui_tabs(on_ui_tabs, name="embed_studio")
     script_callbacks.on_ui_settings(settings.on_ui_settings, name="embed_studio")

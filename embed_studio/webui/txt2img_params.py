@@ -3,7 +3,8 @@
 The WebUI hands the very components its own Train tab reads (prompt, negative prompt, steps, sampler, CFG scale,
 seed, width, height) to every on_ui_train_tabs callback; its Train tab is built after txt2img and before the
 extension tabs, so they are here when Embed Studio's tab is built. A UI reload builds them anew and the callback
-runs again: the list always belongs to the latest build.
+runs again: the list always belongs to the latest build. The WebUI's list lacks txt2img's schedule type (v1.9+
+keeps it beside the sampler, in the Sampler script); it is appended from that script.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ _components: list[Any] = []  # the latest UI build's, shared by every browser (c
 
 
 def _on_train_tabs(params: Any) -> None:
-    _components[:] = list(getattr(params, "txt2img_preview_params", None) or [])
+    from modules import scripts
+
+    components = list(getattr(params, "txt2img_preview_params", None) or [])
+    sampler_script = scripts.scripts_txt2img.script("Sampler") if scripts.scripts_txt2img is not None else None
+    scheduler = getattr(sampler_script, "scheduler", None)
+    # Without it the list stays short and the Train tab shows no txt2img checkbox rather than half of txt2img.
+    _components[:] = [*components, scheduler] if components and scheduler is not None else []
 
 
 def register() -> None:
@@ -24,5 +31,5 @@ def register() -> None:
 
 
 def txt2img_preview_params() -> list[Any]:
-    """The components in the WebUI's order (empty before its Train tab was built)."""
+    """The components in the WebUI's order, then the schedule type (empty before its Train tab was built)."""
     return list(_components)

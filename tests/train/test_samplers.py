@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,7 +12,13 @@ import numpy as np
 import pytest
 
 from embed_studio.backends.base import PreviewRequest
-from embed_studio.backends.samplers import NOT_FOR_SD, SAMPLERS, require_sampler, sampler_installed
+from embed_studio.backends.samplers import (
+    NOT_FOR_SD,
+    SAMPLERS,
+    require_sampler,
+    sampler_installed,
+    standalone_sampler,
+)
 from embed_studio.backends.standalone import available_samplers
 from embed_studio.errors import UserInputError
 
@@ -80,3 +87,28 @@ def test_the_cli_takes_a_new_sampler_and_refuses_a_wrong_one_in_one_line(tmp_pat
     assert ran.returncode == 0, ran.stderr
     assert "failed" not in ran.stderr  # no "preview at step 1 failed" warning
     assert (tmp_path / "textual_inversion" / "emb" / "images" / "emb-1.png").is_file()
+
+
+def test_the_karras_schedule_type_draws_the_samplers_karras_row(backend, make_config, tmp_path):
+    backend.configure("fp32")
+    request = PreviewRequest(prompt="a photo of black hair", steps=3, seed=3, width=64, height=64)
+    with_type = backend.render_preview(dataclasses.replace(request, sampler="dpmpp_2m", scheduler="Karras"))
+    row = backend.render_preview(dataclasses.replace(request, sampler="dpmpp_2m_karras"))
+    plain = backend.render_preview(dataclasses.replace(request, sampler="dpmpp_2m"))
+    assert np.array_equal(np.asarray(with_type), np.asarray(row))
+    assert np.abs(np.asarray(with_type, dtype=np.float32) - np.asarray(plain, dtype=np.float32)).mean() > 1
+    assert standalone_sampler("DPM++ 2M SDE", "Karras") == "dpmpp_2m_sde_karras"
+    make_config(tmp_path / "e.pt", preview_sampler="euler", preview_scheduler="karras").validate()
+
+
+@pytest.mark.parametrize(
+    ("sampler", "scheduler", "words"),
+    [
+        ("euler", "Exponential", ["'Exponential'", "Automatic or Karras"]),
+        ("unipc", "Karras", ["no unipc", "dpmpp_2m"]),
+    ],
+)
+def test_a_schedule_type_the_standalone_cannot_draw_is_one_line(make_config, tmp_path, sampler, scheduler, words):
+    with pytest.raises(UserInputError) as e:
+        make_config(tmp_path / "e.pt", preview_sampler=sampler, preview_scheduler=scheduler).validate()
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in words), str(e.value)

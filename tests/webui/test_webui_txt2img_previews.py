@@ -4,6 +4,7 @@ box is ticked (like the WebUI's own Train tab), and use the form's own preview s
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import uuid
 
@@ -116,3 +117,49 @@ def test_previews_read_the_txt2img_tab_when_ticked(webui, train_panel, dataset, 
     assert Image.open(preview).size == (64, 64)
     assert info.startswith(f"form prompt, {name}\n") and "Steps: 2" in info and "Size: 64x64" in info, info
     assert "from txt2img" not in info and "blurry" not in info
+
+
+def _pick(page, elem_id: str, choice: str) -> None:
+    """Choose `choice` (exactly) in a gradio 3 dropdown."""
+    page.locator(f"#{elem_id} input").first.click()
+    exact = re.compile(r"^\W*" + re.escape(choice) + r"\s*$")
+    page.locator("ul.options li", has_text=exact).first.click()
+    page.wait_for_function(
+        "([id, v]) => document.querySelector('#' + id + ' input')?.value === v", arg=[elem_id, choice]
+    )
+
+
+def test_the_txt2img_sampler_and_schedule_type_are_read_as_they_are(webui, train_panel, dataset, name):
+    """txt2img's sampler and schedule type beyond the four the previews used to draw with, read back and drawn."""
+    panel, page = train_panel, train_panel.page
+    page.goto(webui.url)
+    page.locator("#tabs > .tab-nav button", has_text="txt2img").first.click()
+    page.locator("#txt2img_prompt textarea").fill(f"{name}, red eyes")
+    page.locator("#txt2img_steps input[type=number]").fill("3")
+    page.locator("#txt2img_seed input").first.fill("77")
+    _pick(page, "txt2img_sampling", "DPM++ 2M SDE")
+    _pick(page, "txt2img_scheduler", "Exponential")
+
+    page.locator("#tabs > .tab-nav button", has_text="Embed Studio").first.click(timeout=120_000)
+    page.locator("#es-tabs > .tab-nav button", has_text="Train").first.click()
+    panel.fill("es-train-dataset", dataset)
+    panel.fill("es-train-emb-name", name)
+    panel.fill("es-train-emb-init", "red eyes")
+    page.locator("#es-train-emb-create").click()
+    panel.wait_text("es-train-emb-status", "Created")
+    panel.open_subtab("Train")
+    page.locator("#es-train-advanced").get_by_text("Advanced").first.click()
+    page.locator("#es-train-previews").get_by_text("Previews").first.click()
+    # The form offers the WebUI's own samplers and schedule types, not the four of before.
+    _pick(page, "es-train-preview-sampler", "dpmpp_3m_sde")
+    _pick(page, "es-train-preview-scheduler", "Align Your Steps")
+    page.locator("#es-train-preview-from-txt2img input[type=checkbox]").check()
+    _train_to(panel, 2)
+    panel.wait_text("es-train-status", "Done:", timeout=TRAIN_TIMEOUT_MS)
+
+    run = webui.dir / "textual_inversion" / name
+    info = _infotext(run / "images" / f"{name}-2.png")
+    for part in ("Steps: 3", "Sampler: DPM++ 2M SDE", "Schedule type: Exponential", "Seed: 77"):
+        assert part in info, info
+    recorded = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    assert (recorded["preview_sampler"], recorded["preview_scheduler"]) == ("dpmpp_2m_sde", "Exponential")
