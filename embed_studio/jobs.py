@@ -213,6 +213,11 @@ class JobRegistry:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def latest(self, kind: str) -> Job | None:
+        """The job of `kind` submitted last, running or not (the registry keeps submission order)."""
+        with self._lock:
+            return next((j for j in reversed(self._jobs.values()) if j.kind == kind), None)
+
     def active(self, kind: str | None = None) -> list[Job]:
         with self._lock:
             jobs = list(self._jobs.values())

@@ -458,12 +458,14 @@ class TrainTab(Tab):
         return "Interrupting: the current step finishes, then the file and its optimizer state are saved…"
 
     def _find_job(self, job_id: str | None) -> Job | None:
-        """This browser's run while it is going, else any running training (another tab, the API), else ours."""
+        """This browser's run while it is going, else any running training (another tab, the API), else ours, else
+        the last run: after a reload, or when Interrupt ended it before Show running job was served, the page then
+        shows how that run ended instead of "nothing"."""
         own = self.host.jobs.get(job_id) if job_id else None
         if own is not None and own.status().active:
             return own
         running = self.host.jobs.active("train")
-        return running[0] if running else own
+        return running[0] if running else own or self.host.jobs.latest("train")
 
     # -- training ----------------------------------------------------------------------------
     def _train(self, job_id: str | None, model_path, dataset, kind, target, vae, *values) -> Iterator[tuple]:

@@ -412,3 +412,30 @@ def test_resume_without_saved_settings_says_what_to_do(tmp_path, provider):
         tab.create_ui()
     ok, line, *_ = tab._load_saved_run("embedding", "fresh.pt")
     assert not ok and "No saved run settings for fresh.pt" in line
+
+
+def test_show_running_job_after_the_run_ended_shows_how_it_ended(tmp_path, provider):
+    # Interrupt (served at once) can end a run before a queued "Show running job" is served, and a reload forgets
+    # this browser's run: the page then shows the last run's end, not "No training run is going".
+    import gradio as gr
+
+    from embed_studio.errors import Cancelled
+    from embed_studio.jobs import Job, JobRegistry
+    from embed_studio.ui.train_tab import TrainTab
+
+    host = UiHost(
+        name="standalone", models_dir=tmp_path, output_dir=tmp_path, backend_provider=provider, jobs=JobRegistry()
+    )
+    with gr.Blocks():
+        tab = TrainTab(host)
+        tab.create_ui()
+    assert next(tab._attach(None))[1] == "No training run is going."
+
+    def interrupted(ctx):
+        raise Cancelled("interrupted")
+
+    job = host.jobs.submit(Job("train", interrupted))
+    assert job.wait(30)
+    host.jobs.submit(Job("fetch", lambda ctx: None)).wait(30)  # another kind's later job is not a training run
+    shown = list(tab._attach(None))
+    assert shown[-1][0] == job.id and "Interrupted" in shown[-1][1]
