@@ -113,9 +113,8 @@ def render_norm_plot(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
-    from PIL import Image
 
-    from embed_studio.train.lossplot import _neutral_colours
+    from embed_studio.train.lossplot import finish_figure
 
     if not history:
         return None
@@ -133,10 +132,4 @@ def render_norm_plot(
     ax.grid(True, alpha=0.3)
     legend = ax.legend(loc="upper left", fontsize="small", ncol=min(n_vectors, 4))
     last = f"vector norms at step {steps[-1]}: " + ", ".join(f"{n:.3g}" for n in history[-1]["norms"])
-    fig.suptitle(f"{title} · {last}" if title else last, fontsize="medium")
-    if transparent:
-        _neutral_colours(fig, legend)
-    fig.tight_layout()
-    canvas.draw()
-    image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-    return image.copy() if transparent else image.convert("RGB")
+    return finish_figure(fig, canvas, legend, f"{title} · {last}" if title else last, transparent)

@@ -144,7 +144,6 @@ def render_loss_plot(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
-    from PIL import Image
 
     series = source if isinstance(source, LossSeries) else read_loss_log(source)
     if not len(series):
@@ -200,7 +199,15 @@ def render_loss_plot(
     if score_ax is not None:
         top = _draw_scores(score_ax, scores)
         last += f", best preview score {top[1]:g}/{scores.of} at step {top[0]}"
-    fig.suptitle(f"{title} · {last}" if title else last, fontsize="medium")
+    return finish_figure(fig, canvas, legend, f"{title} · {last}" if title else last, transparent)
+
+
+def finish_figure(fig: Any, canvas: Any, legend: Any, suptitle: str, transparent: bool) -> Any:
+    """Title, theme and render a plot as a PIL image: RGBA with neutral colours when `transparent` (it then reads
+    on the light and the dark theme), else RGB on white."""
+    from PIL import Image
+
+    fig.suptitle(suptitle, fontsize="medium")
     if transparent:
         _neutral_colours(fig, legend)
     fig.tight_layout()
