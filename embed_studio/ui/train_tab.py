@@ -305,7 +305,9 @@ class TrainTab(Tab):
         self.model_pick.input(
             lambda picked: picked or gr.update(), inputs=[self.model_pick], outputs=[self.model_path]
         ).then(**follow)
-        for event in (self.model_path.submit, self.model_path.blur):
+        # On input, not blur: with a blur listener on this box gradio 3.41 held the queue after a page reload
+        # during a run (tests/ui/test_train_tab.py's reconnect). A path is typed or pasted; a header read is cheap.
+        for event in (self.model_path.submit, self.model_path.input):
             event(**follow)
         self.create.set_callbacks(
             model_path=self.model_path, dataset=self.dataset, clip_skip=fields["clip_skip"], kind=self.kind,
