@@ -305,8 +305,8 @@ class TrainTab(Tab):
         self.model_pick.input(
             lambda picked: picked or gr.update(), inputs=[self.model_pick], outputs=[self.model_path]
         ).then(**follow)
-        # On input, not blur: with a blur listener on this box gradio 3.41 held the queue after a page reload
-        # during a run (tests/ui/test_train_tab.py's reconnect). A path is typed or pasted; a header read is cheap.
+        # As the path is typed or pasted (reading a header or model_index.json is cheap), not on blur: the blur of a
+        # click elsewhere comes late and would race that click.
         for event in (self.model_path.submit, self.model_path.input):
             event(**follow)
         self.create.set_callbacks(
