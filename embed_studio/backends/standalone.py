@@ -168,7 +168,10 @@ def _single_file_is_sdxl(path: Path) -> bool:
     """Whether a checkpoint file is in SDXL's sgm layout (read from the key names only): the one test of SD 1.x/2.x
     against SDXL for single files, used for loading and for a new run's defaults."""
     if path.suffix.lower() != ".safetensors":
-        return False  # a pickle would have to be loaded whole to tell; the loader's own error speaks then
+        try:
+            return any(k.startswith(SDXL_STATE_PREFIX) for k in pickled_state(path))
+        except FileFormatError:
+            return False  # unreadable: the loader below says so in its own words
     from safetensors import safe_open
 
     try:
@@ -176,6 +179,26 @@ def _single_file_is_sdxl(path: Path) -> bool:
             return any(k.startswith(SDXL_STATE_PREFIX) for k in f.keys())
     except Exception:
         return False  # unreadable: the loader below says so in its own words
+
+
+def pickled_state(path: Path) -> dict[str, torch.Tensor]:
+    """A .ckpt checkpoint's tensors by name (its "state_dict" when it wraps one), through the weights-only loader
+    and memory-mapped: telling SDXL from SD 1.x/2.x by the names reads the pickle, not gigabytes of weights."""
+    from embed_studio.formats.torchfile import load_pt
+
+    if not path.is_file():
+        raise FileFormatError(f"{path}: file not found.")
+    obj = load_pt(path, mmap=True)
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    state = (
+        {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+        if isinstance(obj, dict)
+        else {}
+    )
+    if not state:
+        raise FileFormatError(f"{path.name} holds no model weights (no state dict of tensors).")
+    return state
 
 
 def _short_hash(path: Path) -> str | None:

@@ -124,18 +124,22 @@ class StandaloneXLBackend(StandaloneBackend):
 
     @classmethod
     def load_single_file(cls, path: Path, device: Any = None) -> StandaloneXLBackend:
-        """An SDXL base checkpoint in the sgm layout (.safetensors, as model sites and the WebUI have them), offline.
+        """An SDXL base checkpoint in the sgm layout (.safetensors as model sites and the WebUI have them, or a
+        .ckpt read through the weights-only loader), offline.
 
         Its architecture is SDXL base's unless an sgm .yaml lies beside it (as the WebUI keeps for other shapes);
         the tokenizer comes from that yaml's CLIP folder or the Hugging Face cache. Nothing is downloaded."""
         from safetensors.torch import load_file
 
-        from embed_studio.backends.standalone import _short_hash
+        from embed_studio.backends.standalone import _short_hash, pickled_state
 
-        try:
-            state = load_file(str(path))
-        except Exception as e:  # safetensors raises its own error types for damaged files
-            raise FileFormatError(f"{path.name}: not a readable .safetensors checkpoint ({e}).") from e
+        if path.suffix.lower() != ".safetensors":
+            state = pickled_state(path)
+        else:
+            try:
+                state = load_file(str(path))
+            except Exception as e:  # safetensors raises its own error types for damaged files
+                raise FileFormatError(f"{path.name}: not a readable .safetensors checkpoint ({e}).") from e
         if f"{SGM_CLIP_L}text_model.embeddings.token_embedding.weight" not in state:
             raise FileFormatError(
                 f"{path.name} has no CLIP-L text encoder ({SGM_CLIP_L}*): an SDXL refiner or another sgm model. "

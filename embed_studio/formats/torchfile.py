@@ -196,11 +196,12 @@ def check_webui_safe_pt(path: str | os.PathLike) -> None:
         )
 
 
-def load_pt(path: str | os.PathLike) -> Any:
+def load_pt(path: str | os.PathLike, mmap: bool = False) -> Any:
     """torch.load(weights_only=True) with errors turned into a FileFormatError naming the file.
 
     Old textual-inversion files keep their vectors in a torch.nn.ParameterDict, which the WebUI also
-    allows; it is allowed here too and nothing else.
+    allows; it is allowed here too and nothing else. mmap: the tensors stay in the file, memory-mapped, until
+    used (a multi-GB checkpoint's key names cost only its pickle); the file must be in torch's zip format.
     """
     import torch
 
@@ -209,14 +210,14 @@ def load_pt(path: str | os.PathLike) -> Any:
     load = torch.serialization.load
     path = Path(path)
     try:
-        return load(path, map_location="cpu", weights_only=True)
+        return load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except FileNotFoundError:
         raise FileFormatError(f"{path}: file not found.") from None
     except Exception as first:
         if "ParameterDict" in str(first) and hasattr(torch.serialization, "safe_globals"):
             try:
                 with torch.serialization.safe_globals([torch.nn.ParameterDict]):
-                    return load(path, map_location="cpu", weights_only=True)
+                    return load(path, map_location="cpu", weights_only=True, mmap=mmap)
             except Exception as e:
                 first = e
         raise FileFormatError(

@@ -10,7 +10,15 @@ from typing import Any
 
 import gradio as gr
 
-from embed_studio.backends.provider import CHECKPOINT_VAE, BackendProvider, folder_for, new_run_defaults, resolve_target
+from embed_studio.backends.base import SDXL_HYPERNETWORK_REFUSAL
+from embed_studio.backends.provider import (
+    CHECKPOINT_VAE,
+    SDXL_SIDE,
+    BackendProvider,
+    folder_for,
+    new_run_defaults,
+    resolve_target,
+)
 from embed_studio.backends.samplers import SAMPLER_HELP
 from embed_studio.errors import EmbedStudioError
 from embed_studio.jobs import Job, JobStatus
@@ -90,6 +98,9 @@ class TrainTab(Tab):
                 label="Dataset folder", placeholder="/path/to/images (with .txt captions)", scale=3,
                 elem_id="es-train-dataset",
             )  # fmt: skip
+        # What the picked model changes in the form (SDXL: area, checkpointing, VAE, no hypernetworks).
+        self.model_hint = gr.Markdown("", visible=False, elem_id="es-train-model-hint")
+        self.model_defaults = gr.State(None)  # the model-following values the form last put in: see _model_changed
         with gr.Tabs(elem_id="es-train-tabs") as self.subtabs:
             with gr.Tab("Create embedding", id=CREATE_SUBTAB, elem_id="es-train-create-embedding-tab"):
                 self.create = CreatePanels(self.host)
@@ -128,6 +139,7 @@ class TrainTab(Tab):
                     self.vae = gr.Dropdown(
                         vaes, value=vaes[0] if vaes else CHECKPOINT_VAE, label="VAE", elem_id="es-train-vae",
                         visible=not provider.needs_model_path or len(vaes) > 1,
+                        allow_custom_value=provider.needs_model_path,  # standalone SDXL: a diffusers VAE folder
                         info="Keep the checkpoint's own VAE: another VAE fries embeddings (the guide).",
                     )  # fmt: skip
                     field("clip_skip", value=provider.default_clip_skip)
@@ -291,7 +303,20 @@ class TrainTab(Tab):
         )
         for event in (self.models_folder.submit, self.models_folder.blur, self.model_pick_refresh.click):
             event(self._models_folder_set, inputs=[self.models_folder], outputs=[self.model_pick], queue=False)
-        self.model_pick.input(lambda picked: picked or gr.update(), inputs=[self.model_pick], outputs=[self.model_path])
+        follow = dict(
+            fn=self._model_changed, queue=False,
+            inputs=[self.model_path, fields["width"], fields["height"], fields["gradient_checkpointing"],
+                    self.model_defaults],
+            outputs=[fields["width"], fields["height"], fields["gradient_checkpointing"], self.vae, self.model_hint,
+                     self.model_defaults],
+        )  # fmt: skip
+        self.model_pick.input(
+            lambda picked: picked or gr.update(), inputs=[self.model_pick], outputs=[self.model_path]
+        ).then(**follow)
+        # As the path is typed or pasted (reading a header or model_index.json is cheap), not on blur: the blur of a
+        # click elsewhere comes late and would race that click.
+        for event in (self.model_path.submit, self.model_path.input):
+            event(**follow)
         self.create.set_callbacks(
             model_path=self.model_path, dataset=self.dataset, clip_skip=fields["clip_skip"], kind=self.kind,
             target=self.target,
@@ -381,6 +406,31 @@ class TrainTab(Tab):
         else:
             label = f"Pick a model (no checkpoints or diffusers folders in {folder})"
         return gr.update(choices=models, label=label)
+
+    def _model_changed(self, model: str, width: Any, height: Any, checkpointing: bool, last: dict | None):
+        """The area and gradient checkpointing follow the model where they still hold the value the form last put
+        in (as the rate follows the kind); a value typed by hand stays. The VAE choice and the hint follow too."""
+        model = (model or "").strip()
+        last = dict(last or new_run_defaults(self.provider))
+        wanted = new_run_defaults(self.provider, model)
+        current = {"width": width, "height": height, "gradient_checkpointing": checkpointing}
+        values = []
+        for name, value in wanted.items():
+            untouched = current[name] == last[name]
+            # Nothing is sent for a value already there: a late event (the box's blur when the user clicks the
+            # checkbox) would otherwise undo the click.
+            values.append(value if untouched and current[name] != value else gr.update())
+            last[name] = value if untouched else last[name]
+        if wanted["width"] < SDXL_SIDE:
+            # The standalone SD 1.x/2.x path trains with the checkpoint's own VAE only.
+            return (*values, gr.update(visible=False, value=CHECKPOINT_VAE), gr.update(visible=False, value=""), last)
+        hint = (
+            f"**SDXL model**: a {SDXL_SIDE}×{SDXL_SIDE} training area and gradient checkpointing unless you set "
+            f"them. {SDXL_HYPERNETWORK_REFUSAL} Its own VAE encodes in fp32 (in half precision it gives NaN); to "
+            "encode in half precision, type an fp16-fixed diffusers VAE folder as **VAE**."
+        )
+        vae = gr.update(visible=True, info="The checkpoint's own VAE (in fp32), or a diffusers VAE folder.")
+        return (*values, vae, gr.update(visible=True, value=hint), last)
 
     def _kind_changed(self, kind: str, target: str, lr: str):
         choices = form.trainable_files(kind, self.provider)

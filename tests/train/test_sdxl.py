@@ -287,6 +287,58 @@ def test_single_file_sdxl_loads_every_weight_of_the_model_it_came_from(sdxl_file
     assert not single.vae_half_safe  # the checkpoint's own SDXL VAE encodes in fp32
 
 
+def test_a_single_file_sdxl_ckpt_loads_the_weights_of_its_safetensors(tmp_path, sdxl_file):
+    """An SDXL .ckpt (a pickle, wrapped in "state_dict" as sgm saves it) is told from SD 1.x/2.x by its key names
+    and loads the same model as the .safetensors it was written from."""
+    import shutil
+
+    from embed_studio.backends.provider import StandaloneProvider, new_run_defaults
+    from embed_studio.backends.standalone import StandaloneBackend
+
+    ckpt = tmp_path / "tiny-sdxl.ckpt"
+    torch.save({"state_dict": safetensors.torch.load_file(str(sdxl_file)), "global_step": 10}, ckpt)
+    shutil.copy(sdxl_file.with_suffix(".yaml"), ckpt.with_suffix(".yaml"))
+    assert new_run_defaults(StandaloneProvider(tmp_path), str(ckpt)) == {
+        "width": 1024, "height": 1024, "gradient_checkpointing": True
+    }  # fmt: skip
+    loaded = StandaloneBackend.load(ckpt, "cpu")
+    reference = StandaloneBackend.load(sdxl_file, "cpu")
+    assert loaded.family == "sdxl" and loaded.checkpoint_name == "tiny-sdxl"
+    assert loaded.checkpoint_hash == _sha256_10(ckpt)
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        ours, theirs = getattr(loaded, part).state_dict(), getattr(reference, part).state_dict()
+        assert ours.keys() == theirs.keys(), part
+        for key, value in theirs.items():
+            assert torch.equal(ours[key], value), f"{part}.{key}"
+
+
+class _Planted:
+    """A pickle that creates a file when plainly unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return pathlib.Path.touch, (self.marker,)
+
+
+def test_a_ckpts_key_names_are_read_through_the_weights_only_loader(tmp_path, sdxl_file, capsys):
+    """Code in a .ckpt's pickle never runs: the SDXL test refuses it, and so does every later load."""
+    from embed_studio.backends.standalone import pickled_state
+
+    ckpt = tmp_path / "planted.ckpt"
+    marker = tmp_path / "ran"
+    state = dict(safetensors.torch.load_file(str(sdxl_file)))
+    torch.save({"state_dict": state, "callback": _Planted(marker)}, ckpt)
+    with pytest.raises(FileFormatError, match="planted.ckpt: not a readable torch file"):
+        pickled_state(ckpt)
+    assert main(["create", "embedding", "x", "--model", str(ckpt), "--dir", str(tmp_path / "e")]) == 1
+    err = capsys.readouterr().err
+    assert not marker.exists() and "Traceback" not in err and "planted.ckpt" in err
+
+
 def test_cli_create_train_and_resume_on_a_single_file_sdxl(tmp_path, sdxl_file, dataset, capsys):
     emb_dir = tmp_path / "embeddings"
     create = ["create", "embedding", "xlchar", "--model", str(sdxl_file), "--init-text", "red eyes",

@@ -371,7 +371,11 @@ def test_train_with_live_previews_and_loss_plot_then_interrupt_and_resume(studio
     panel.wait_text("es-train-status", "A training run is going")
     panel.open_subtab("Train")
     page.locator("#es-train-attach").click()
-    panel.wait_text("es-train-status", "loss")
+    # The reloaded page's own line ("A training run is going ... loss ...") is not the attached job's progress.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#es-train-status')].some(e => e.innerText.includes('loss')"
+        " && !e.innerText.includes('A training run is going'))"
+    )
     page.locator("#es-train-interrupt").click()
     text = panel.wait_text("es-train-status", "Interrupted")
     assert "press Train with the same file to resume" in text
