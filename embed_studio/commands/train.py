@@ -15,12 +15,13 @@ _ALIASES = {
     "grad_accum": ["--gradient-accumulation"],
 }
 _POSITIONAL = {"kind", "model", "dataset", "target", "name", "extra"}
-# The standalone backend trains with the checkpoint's own VAE; picking another is the WebUI tab's option.
-_NOT_ON_THE_COMMAND_LINE = {"vae"}
+_NOT_ON_THE_COMMAND_LINE: set[str] = set()
 
 # What each option does and takes; the default is added from TrainConfig. A TrainConfig field without a line
 # here fails tests/test_cli_help.py, so no option reaches --help unexplained.
 HELP = {
+    "vae": "SDXL: a diffusers VAE folder to encode and draw with, e.g. the fp16-fixed SDXL VAE (then it may run in half "
+    "precision); default: the checkpoint's own VAE, which encodes in fp32. SD 1.x/2.x train with their own",
     "log_dir": "folder for copies, previews, the loss log and the run's config.json (default: textual_inversion/NAME)",
     "lr": "learning rate: one rate ('0.005') or rate:until-step pairs ('0.0005:5000, 0.0001:10000'); training stops "
     "where the schedule ends unless it ends with a bare rate (default: the guides' per kind)",

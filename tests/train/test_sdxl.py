@@ -515,3 +515,28 @@ def test_shipped_sdxl_base_configs_have_sdxl_bases_published_sizes(tmp_path):
         "text_encoder_2": 694_659_840,
     }
     assert vae.config.force_upcast and unet.config.addition_embed_type == "text_time"
+
+
+def test_cli_vae_picks_a_vae_folder_for_sdxl_and_is_refused_for_sd1(tmp_path, tiny_sdxl, tiny_model, dataset, capsys):
+    """README's `--vae` for the fp16-unsafe SDXL VAE: the run records it; on SD 1.x one line says it is SDXL only."""
+    import json
+
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(tiny_sdxl, subfolder="vae")
+    vae.register_to_config(force_upcast=False)
+    vae.save_pretrained(tmp_path / "fixed-vae")
+    emb_dir = tmp_path / "embeddings"
+    create = ["create", "embedding", "xlchar", "--model", str(tiny_sdxl), "--init-text", "*",
+              "--vectors", "1", "--dir", str(emb_dir)]  # fmt: skip
+    assert main(create) == 0
+    assert main([*_train_args(tiny_sdxl, dataset, emb_dir, 1), "--vae", str(tmp_path / "fixed-vae")]) == 0
+    assert json.loads((tmp_path / "logs" / "config.json").read_text())["vae"] == str(tmp_path / "fixed-vae")
+    capsys.readouterr()
+    sd1_dir = tmp_path / "sd1"
+    assert main(["create", "embedding", "xlchar", "--model", str(tiny_model), "--init-text", "*",
+                 "--vectors", "1", "--dir", str(sd1_dir)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main([*_train_args(tiny_model, dataset, sd1_dir, 1), "--vae", str(tmp_path / "fixed-vae")]) != 0
+    err = capsys.readouterr().err
+    assert "SDXL models only" in err and "Traceback" not in err
