@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 15's GPU measurement in one call of about 8 minutes: bench/README.md says how to prepare and run it.
+# Issue 15's GPU measurement in one call of about 9 minutes: bench/README.md says how to prepare and run it.
 #
 #   bash bench/gpu.sh            # on the device machine (one GPU): SD1.5 shapes at 512x512
 #   bash bench/gpu.sh --smoke    # anywhere, on the CPU with the tiny test model: checks the script end to end
@@ -10,8 +10,9 @@
 #   plain    the trainer against the WebUI-style baseline, batch 1 and 16, and a hypernetwork row
 #   memory   peak memory per batch size (for the largest batch that fits a 6, 8 and 12 GB card)
 #   sync     batch 1 with torch's sync debug mode: every wait for the GPU in the trainer rows, counted
+#   sdxl     SDXL base shapes at 1024x1024, batch 1 and 4 (issue 16's goal: batch 1 within a 12 GB card)
 #   compile  the compile_unet option, batch 1 and 16 (last: compiling takes minutes)
-# Results: $OUT/{plain,memory,sync,compile}.json and .log, env.txt, summary.md (the tables and card sizes).
+# Results: $OUT/{plain,memory,sync,sdxl,compile}.json and .log, env.txt, summary.md (the tables and card sizes).
 set -uo pipefail
 SMOKE=0
 if [[ "${1:-}" == "--smoke" ]]; then SMOKE=1; fi
@@ -41,11 +42,13 @@ if [[ $SMOKE == 1 ]]; then
     SHAPE=(--smoke --steps 2)
     MEMORY=(--smoke --steps 1 --batch-size 1,2)
     SYNC=(--smoke --steps 3 --batch-size 1)
+    SDXL=(--smoke --shape sdxl --steps 1 --batch-size 1)
     COMPILE=(--smoke --steps 2 --batch-size 2 --compile --compile-backend aot_eager)
 else
     SHAPE=(--shape sd15 --steps 40 --batch-size 1,16 --hypernetwork)
     MEMORY=(--shape sd15 --steps 2 --warmup 1 --batch-size 1,2,4,8,12,16,24,32)
     SYNC=(--shape sd15 --steps 32 --warmup 1 --batch-size 1 --sync-debug)
+    SDXL=(--shape sdxl --steps 6 --warmup 1 --batch-size 1,4)
     COMPILE=(--shape sd15 --steps 40 --warmup 3 --batch-size 1,16 --compile)
 fi
 
@@ -68,7 +71,8 @@ bench memory 80 "${MEMORY[@]}"
 bench sync 50 "${SYNC[@]}"
 echo "sync: $(grep -c 'synchroniz' "$OUT/sync.log") synchronizing-operation warnings in the trainer row" \
     | tee -a "$OUT/env.txt"
-bench compile 230 "${COMPILE[@]}"
+bench sdxl 110 "${SDXL[@]}"
+bench compile 180 "${COMPILE[@]}"
 
 "$PY" bench/gpu_summary.py "$OUT" >"$OUT/summary.md"
 cat "$OUT/summary.md"

@@ -17,7 +17,7 @@ from bench_train import format_table  # noqa: E402
 
 CARDS_GIB = (6, 8, 12)
 CONTEXT_GIB = 0.5
-RUNS = ("plain", "memory", "sync", "compile")
+RUNS = ("plain", "memory", "sync", "sdxl", "compile")
 
 
 def largest_batches(rows: list[dict]) -> dict[int, int | None]:
