@@ -173,10 +173,14 @@ class TrainPanel:
 
     def wait_text(self, elem_id: str, text: str, timeout: float = 60_000) -> str:
         # gradio 3 gives a Markdown's wrapper and its content the same id: any of them may hold the text.
-        self.page.wait_for_function(
-            "([id, text]) => [...document.querySelectorAll('#' + id)].some(e => e.innerText.includes(text))",
-            arg=[elem_id, text], timeout=timeout,
-        )  # fmt: skip
+        try:
+            self.page.wait_for_function(
+                "([id, text]) => [...document.querySelectorAll('#' + id)].some(e => e.innerText.includes(text))",
+                arg=[elem_id, text], timeout=timeout,
+            )  # fmt: skip
+        except Exception as e:  # a timeout says what the page showed instead, for the failure report
+            shown = [el.inner_text() for el in self.page.locator(f"#{elem_id}").all()]
+            raise AssertionError(f"#{elem_id} never showed {text!r}; it shows {shown!r}") from e
         return self.page.locator(f"#{elem_id}").last.inner_text()
 
     def start_small_run(self, max_steps: int, preview_every: int) -> None:

@@ -24,7 +24,7 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 # The tests here import their helpers by name (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).parent))
-from webui_helpers import BOORU_USER, tagger_models  # noqa: E402
+from webui_helpers import BOORU_USER, remove_run, tagger_models  # noqa: E402
 
 READY_ROUTES = ("/sdapi/v1/sd-models", "/embed-studio/v1/version")
 OFFLINE_ENV = {
@@ -124,3 +124,13 @@ def webui(sd_webui_dir, tmp_path_factory):
             pass  # it already exited; the failure above says why
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def name(webui, request):
+    """A fresh embedding name (the test file's in it); its file and run folder are removed afterwards."""
+    import uuid
+
+    name = f"es-{request.module.__name__.rsplit('test_webui_', 1)[-1][:8]}-{uuid.uuid4().hex[:6]}"
+    yield name
+    remove_run(webui.dir, name)

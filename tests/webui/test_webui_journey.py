@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import journey  # noqa: E402
-from webui_helpers import assert_embeddings_loaded  # noqa: E402
+from webui_helpers import assert_embeddings_loaded, remove_run  # noqa: E402
 
 pytestmark = [pytest.mark.webui, pytest.mark.browser]
 
@@ -21,7 +21,7 @@ def _open_studio(rec: journey.Recorder) -> None:
     rec.click(rec.page.locator("#tabs > .tab-nav button", has_text="Embed Studio").first, "tab Embed Studio")
 
 
-def test_the_whole_journey_in_the_webui_in_ten_actions(webui, browser_page, tmp_path):
+def test_the_whole_journey_in_the_webui_in_ten_actions(webui, browser_page, tmp_path, request):
     """Counted as journey actions (at most 10): opening the Embed Studio tab, then every click, tab switch and
     text entry from the query to the finished run. Counted apart, as settings done before: the test booru's URL
     and pause, 12 posts, the tiny tagger's folder, 20 steps, batch size 2, one batch a step, a preview every 10
@@ -29,6 +29,7 @@ def test_the_whole_journey_in_the_webui_in_ten_actions(webui, browser_page, tmp_
     from embed_studio.formats.embedding import load_embedding
 
     query = "zangoose" + uuid.uuid4().hex[:6]  # the WebUI's folders outlive a test session
+    request.addfinalizer(lambda: remove_run(webui.dir, query))  # else it lingers in the Train tab's file list
     server = journey.fake_booru.FakeBooru(journey.journey_posts(query)).start()
     page = browser_page
     page.set_viewport_size(journey.VIEWPORT)

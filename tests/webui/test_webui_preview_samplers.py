@@ -3,9 +3,6 @@ processing, and a name it does not have is refused before a run starts, in one l
 
 from __future__ import annotations
 
-import shutil
-import uuid
-
 import numpy as np
 import pytest
 import requests
@@ -13,15 +10,6 @@ from PIL import Image
 from webui_helpers import run_job, write_mixed_aspect_dataset
 
 pytestmark = pytest.mark.webui
-
-
-@pytest.fixture
-def name(webui):
-    name = "es-smp-" + uuid.uuid4().hex[:6]
-    yield name
-    (webui.dir / "embeddings" / f"{name}.pt").unlink(missing_ok=True)
-    (webui.dir / "embeddings" / f"{name}.pt.optim").unlink(missing_ok=True)
-    shutil.rmtree(webui.dir / "textual_inversion" / name, ignore_errors=True)
 
 
 def _body(name: str, dataset, **extra) -> dict:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import uuid
 
 import numpy as np
 import pytest
@@ -24,15 +22,6 @@ def dataset(tmp_path):
         Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / f"img{i}.png")
         (tmp_path / f"img{i}.txt").write_text("zangoose_(pokemon), red eyes, solo", encoding="utf-8")
     return tmp_path
-
-
-@pytest.fixture
-def name(webui):
-    name = "es-t2i-" + uuid.uuid4().hex[:6]
-    yield name
-    (webui.dir / "embeddings" / f"{name}.pt").unlink(missing_ok=True)
-    (webui.dir / "embeddings" / f"{name}.pt.optim").unlink(missing_ok=True)
-    shutil.rmtree(webui.dir / "textual_inversion" / name, ignore_errors=True)
 
 
 def _infotext(path) -> str:

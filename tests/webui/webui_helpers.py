@@ -92,3 +92,13 @@ def write_mixed_aspect_dataset(folder: Path) -> Path:
         Image.fromarray(pixels).save(folder / f"img{i}.png")
         (folder / f"img{i}.txt").write_text("zangoose_(pokemon), red eyes, (solo), [simple background]")
     return folder
+
+
+def remove_run(webui_dir: Path, name: str) -> None:
+    """Remove what a test's run left in the WebUI's folders (they outlive a test session, and CI reuses the build):
+    the embedding, its optimizer state and its run folder. Left behind, they fill the Train tab's file list."""
+    import shutil
+
+    (webui_dir / "embeddings" / f"{name}.pt").unlink(missing_ok=True)
+    (webui_dir / "embeddings" / f"{name}.pt.optim").unlink(missing_ok=True)
+    shutil.rmtree(webui_dir / "textual_inversion" / name, ignore_errors=True)
