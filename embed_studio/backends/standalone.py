@@ -792,21 +792,23 @@ class StandaloneBackend:
                 feature_extractor=None,
                 requires_safety_checker=False,
             )
-            pipe.set_progress_bar_config(disable=True)
-            generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
-            dtype = next(self.unet.parameters()).dtype
-            with self.autocast():
-                image = pipe(
-                    prompt_embeds=prompt_embeds.to(dtype),
-                    negative_prompt_embeds=negative_embeds.to(dtype),
-                    num_inference_steps=request.steps,
-                    guidance_scale=request.cfg_scale,
-                    generator=generator,
-                    height=request.height,
-                    width=request.width,
-                    output_type="pil",
-                ).images[0]
-        return image
+            return self._draw(pipe, request, prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds)
+
+    def _draw(self, pipe: Any, request: PreviewRequest, **embeds: torch.Tensor) -> Image.Image:
+        """Run a diffusers pipeline on precomputed prompt embeddings with the request's seed, steps, CFG and size."""
+        pipe.set_progress_bar_config(disable=True)
+        generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
+        dtype = next(self.unet.parameters()).dtype
+        with self.autocast():
+            return pipe(
+                **{name: tensor.to(dtype) for name, tensor in embeds.items()},
+                num_inference_steps=request.steps,
+                guidance_scale=request.cfg_scale,
+                generator=generator,
+                height=request.height,
+                width=request.width,
+                output_type="pil",
+            ).images[0]
 
     def _preview_tokens(
         self, request: PreviewRequest, trigger: str | None, vectors: torch.Tensor | None

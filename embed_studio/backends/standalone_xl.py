@@ -319,23 +319,10 @@ class StandaloneXLBackend(StandaloneBackend):
                 unet=self.unet,
                 scheduler=self._sampler(request.sampler, request.scheduler),
             )
-            pipe.set_progress_bar_config(disable=True)
-            generator = torch.Generator(device="cpu").manual_seed(int(request.seed))
-            dtype = next(self.unet.parameters()).dtype
-            with self.autocast():
-                image = pipe(
-                    prompt_embeds=positive.context.to(dtype),
-                    pooled_prompt_embeds=positive.pooled.to(dtype),
-                    negative_prompt_embeds=negative.context.to(dtype),
-                    negative_pooled_prompt_embeds=negative.pooled.to(dtype),
-                    num_inference_steps=request.steps,
-                    guidance_scale=request.cfg_scale,
-                    generator=generator,
-                    height=request.height,
-                    width=request.width,
-                    output_type="pil",
-                ).images[0]
-        return image
+            return self._draw(
+                pipe, request, prompt_embeds=positive.context, pooled_prompt_embeds=positive.pooled,
+                negative_prompt_embeds=negative.context, negative_pooled_prompt_embeds=negative.pooled,
+            )  # fmt: skip
 
 
 def _read_sgm_yaml(yaml_path: Path) -> dict:
