@@ -5,7 +5,7 @@ Every interaction goes through Recorder, which counts it: a click (tab switches,
 or a text entry is one action. Actions are counted in two phases:
 
 - "setting": what only scales the run down for a test (the test booru server's URL and no pause between its
-  requests, 12 posts, the tiny tagger's folder, the tiny model's path, 20 steps, batch size 2, a preview every
+  requests, 12 posts, the tiny tagger's folder, the tiny model's path, 60 steps, batch size 2, a preview every
   10 steps, a 64x64 training area) and the clicks that reach those fields. A user sets none of these, or sets them once; they are done
   before the journey starts and reported apart.
 - "journey": from typing the search query to a finished training run, with every other field at the guides'
@@ -26,9 +26,9 @@ from pathlib import Path
 MAX_ACTIONS = 10
 QUERY = "zangoose"
 POSTS = 12
-STEPS = 20
+STEPS = 60  # long enough that Interrupt, clicked after the first step shows, lands before the end on a busy CI
 BATCH_SIZE = 2
-PREVIEW_EVERY = 10
+PREVIEW_EVERY = 30
 SIZE = 64  # the training area: the tiny models at the guides' 512 take minutes on a CPU
 WAIT_MS = 300_000  # a safety net against a hung job on a slow machine, not a timing assertion
 VIEWPORT = {"width": 1280, "height": 800}
@@ -198,9 +198,9 @@ class Journey:
         if model_path is not None:
             rec.type("es-train-model", model_path, "Model: the tiny model's path")
         self.train_subtab("Train")
-        rec.type("es-train-max-steps", STEPS, "Max steps: 20")
+        rec.type("es-train-max-steps", STEPS, f"Max steps: {STEPS}")
         rec.type("es-train-batch-size", BATCH_SIZE, "Batch size: 2")
-        rec.type("es-train-preview-every", PREVIEW_EVERY, "Preview every: 10")
+        rec.type("es-train-preview-every", PREVIEW_EVERY, f"Preview every: {PREVIEW_EVERY}")
         rec.type("es-train-width", SIZE, "Width: 64")
         rec.type("es-train-height", SIZE, "Height: 64")
         if grad_accum is not None:

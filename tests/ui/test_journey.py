@@ -1,6 +1,6 @@
 """The whole journey in the standalone app, clicked and counted in Chromium (see tests/journey.py for what is
 counted): fetch 12 posts from a test booru server, tag them with a tiny ONNX tagger, delete the two
-character-defining tags, save, create an embedding, train 20 steps at batch size 2 with previews, interrupt,
+character-defining tags, save, create an embedding, train 60 steps at batch size 2 with previews, interrupt,
 resume, finish; at most MAX_ACTIONS clicks and text entries. Then what goes wrong on the way: a fetch that finds
 nothing, a tagger without a model, a next step clicked twice, a reload during the run."""
 
@@ -51,7 +51,7 @@ def page(browser_page):
 def test_the_whole_journey_in_ten_actions(tmp_path, studio, booru, page, tiny_model, one_thread):
     """Counted as journey actions (at most 10): every click, tab switch and text entry from typing the query to
     the finished run. Counted apart, as settings done before: the test booru's URL and pause, 12 posts, the
-    tiny tagger's folder, the tiny model's path, 20 steps, batch size 2, a preview every 10 steps, a 64x64
+    tiny tagger's folder, the tiny model's path, 60 steps, batch size 2, a preview every 30 steps, a 64x64
     area, and the clicks that reach those fields. Not counted: waiting, screenshots, the checks on disk."""
     from embed_studio.formats.embedding import load_embedding
 
